@@ -1,0 +1,36 @@
+"""mimetic-jax: mimetic initialization of self-attention layers in JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name="mimetic-jax",
+    version="0.1.0",
+    description=(
+        "Mimetic initialization of self-attention layers (Trockman & Kolter, "
+        "ICML 2023) for JAX/Flax, with ViT and causal-LM trainers."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=setuptools.find_packages(include=["mimetic_jax", "mimetic_jax.*"]),
+    install_requires=[
+        "jax>=0.7.1",
+        "flax>=0.11.0",
+        "optax>=0.2.5",
+        "orbax-checkpoint>=0.11.20",
+        "ml-collections>=1.0.0",
+        # tfds prepares datasets with TensorFlow; the CPU build never touches
+        # accelerators (we also hide them from TF explicitly).
+        "tensorflow-datasets>=4.9.9",
+        "tensorflow-cpu>=2.18",
+        "importlib_resources>=6.0",  # tfds 4.9.10 imports it without declaring it
+        "dm-pix>=0.4.3",
+        "pillow>=10.0",
+        "sentencepiece>=0.2.0",
+        "matplotlib>=3.8",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0"],
+    },
+)

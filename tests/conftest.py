@@ -1,0 +1,42 @@
+"""Shared test fixtures.
+
+Real data lives in `../shared/data/` next to the checkout (override with the
+MIMETIC_SHARED_DATA environment variable). Tests that need it skip with a
+clear reason when it is absent.
+"""
+
+import os
+import pathlib
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(
+    os.environ.get("MIMETIC_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def _shared_file(relative: str) -> pathlib.Path:
+  path = SHARED_DATA / relative
+  if not path.exists():
+    pytest.skip(
+        f"needs real data at {path}; put the project's shared data folder "
+        "there or set MIMETIC_SHARED_DATA to its location")
+  return path
+
+
+@pytest.fixture(scope="session")
+def cifar10_archive() -> pathlib.Path:
+  """The complete CIFAR-10 as JPEGs: cifar10-jpeg/{train,test}/<class>/N.jpg."""
+  return _shared_file("cifar10-jpeg.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def tinyshakespeare_dir() -> pathlib.Path:
+  """Folder holding tfds's `tiny_shakespeare` manual file `input.txt`."""
+  return _shared_file("tinyshakespeare/input.txt").parent
+
+
+@pytest.fixture(scope="session")
+def wikitext2_dir() -> pathlib.Path:
+  """Folder holding WikiText-2's `valid.txt` and `test.txt`."""
+  return _shared_file("wikitext-2/valid.txt").parent
