@@ -1,0 +1,372 @@
+"""Mimetic initialization of self-attention (Trockman & Kolter, ICML 2023).
+
+Pre-trained ViTs have, per head, `W_q W_k^T` with a strong positive diagonal
+and, per layer, `W_v W_o` with a strong negative diagonal. Mimetic
+initialization draws random weights whose products already look like that:
+
+    W_q^h (W_k^h)^T ~= alpha_qk Z + beta_qk I   (per head; rank head_dim)
+    W_v W_o          = alpha_vo Z + beta_vo I   (per layer; full rank)
+
+with `Z` i.i.d., zero mean and variance `1/d`, fresh for every head (QK) and
+every layer (VO). The factors come from an SVD of the target `A = U S V^T`,
+the square roots of the singular values split between them:
+`left = U_r S_r^{1/2}`, `right = V_r S_r^{1/2}`, so `left @ right.T` is the best
+rank-`r` approximation of `A` (exactly `A` when `r = d`).
+
+`beta` is *signed*: the paper's ViT setting is `qk=(0.7, 0.7)` and
+`vo=(0.4, -0.4)`; language models may want other signs or only one pair.
+
+Kernels follow Flax's layout (`nn.MultiHeadDotProductAttention`):
+query/key/value kernels are `(d, heads, head_dim)` (in, out) and the output
+kernel is `(heads, head_dim, d)`.
+
+Three entry points, all pure:
+  * `mimetic_factors`: target -> factors for an explicit `Z` (for tests and
+    for anyone who wants the raw math).
+  * `attention_kernels`: the four coupled kernels of one attention layer.
+  * `mimetic_params`: transform a whole Flax params tree (any model built from
+    `nn.MultiHeadDotProductAttention`, scanned layers and boxed params too).
+  * `mimetic_init`: Flax initializers (`kernel_init=`) for a user's own
+    attention module; all four roles built from one shared key are coupled.
+"""
+
+from collections.abc import Callable, Mapping
+import math
+import zlib
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Distribution = Literal["normal", "uniform"]
+Strength = tuple[float, float] | None  # (alpha, signed beta); None = untouched.
+Role = Literal["query", "key", "value", "out"]
+
+ROLES: tuple[Role, ...] = ("query", "key", "value", "out")
+PAPER_QK: tuple[float, float] = (0.7, 0.7)
+PAPER_VO: tuple[float, float] = (0.4, -0.4)
+
+
+def sample_z(key: jax.Array, d: int, distribution: Distribution = "normal",
+             dtype=jnp.float32) -> jax.Array:
+  """Draws a `(d, d)` matrix with i.i.d. zero-mean entries of variance `1/d`.
+
+  `normal` draws N(0, 1/d); `uniform` draws U(-sqrt(3/d), sqrt(3/d)), which
+  has the same variance.
+  """
+  if distribution == "normal":
+    return jax.random.normal(key, (d, d), dtype) / jnp.sqrt(d).astype(dtype)
+  if distribution == "uniform":
+    bound = jnp.sqrt(3.0 / d).astype(dtype)
+    return jax.random.uniform(key, (d, d), dtype, -bound, bound)
+  raise ValueError(
+      f"Unknown mimetic distribution {distribution!r}; use 'normal' or "
+      "'uniform' (both have variance 1/d).")
+
+
+def mimetic_factors(z: jax.Array, *, alpha: float, beta: float,
+                    rank: int) -> tuple[jax.Array, jax.Array]:
+  """Factors `alpha * z + beta * I` into two `(d, rank)` matrices by SVD.
+
+  Args:
+    z: `(d, d)` noise matrix.
+    alpha: scale of the noise.
+    beta: signed scale of the identity.
+    rank: number of singular triplets kept, `1 <= rank <= d`.
+
+  Returns:
+    `(left, right)`, each `(d, rank)`, with `left = U_r S_r^{1/2}` and
+    `right = V_r S_r^{1/2}`, so `left @ right.T` is the best rank-`rank`
+    approximation of the target (the target itself when `rank == d`).
+  """
+  d = z.shape[-1]
+  if z.shape != (d, d):
+    raise ValueError(f"z must be square (d, d); got shape {z.shape}.")
+  if not 1 <= rank <= d:
+    raise ValueError(f"rank must be in [1, {d}]; got {rank}.")
+  target = alpha * z + beta * jnp.eye(d, dtype=z.dtype)
+  u, s, vt = jnp.linalg.svd(target, full_matrices=False)
+  sqrt_s = jnp.sqrt(s[:rank])
+  return u[:, :rank] * sqrt_s, vt[:rank].T * sqrt_s
+
+
+def qk_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
+               alpha: float, beta: float,
+               distribution: Distribution = "normal",
+               dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+  """Query and key kernels, `(d, heads, head_dim)` each.
+
+  Every head gets its own `Z`; `W_q^h (W_k^h)^T` is the best rank-`head_dim`
+  approximation of `alpha * Z_h + beta * I`.
+  """
+
+  def one_head(head_key):
+    z = sample_z(head_key, d, distribution, jnp.float32)
+    return mimetic_factors(z, alpha=alpha, beta=beta, rank=head_dim)
+
+  q, k = jax.vmap(one_head)(jax.random.split(key, heads))  # (h, d, hd) each.
+  return (q.transpose(1, 0, 2).astype(dtype),
+          k.transpose(1, 0, 2).astype(dtype))
+
+
+def vo_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
+               alpha: float, beta: float,
+               distribution: Distribution = "normal",
+               dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+  """Value kernel `(d, heads, head_dim)` and out kernel `(heads, head_dim, d)`.
+
+  One `Z` per layer. With `heads * head_dim == d`,
+  `W_v.reshape(d, d) @ W_o.reshape(d, d) == alpha * Z + beta * I` exactly (to
+  float precision); with `heads * head_dim < d` the product is the best
+  rank-`heads * head_dim` approximation of that target.
+  """
+  z = sample_z(key, d, distribution, jnp.float32)
+  v, o = mimetic_factors(z, alpha=alpha, beta=beta, rank=heads * head_dim)
+  return (v.reshape(d, heads, head_dim).astype(dtype),
+          o.T.reshape(heads, head_dim, d).astype(dtype))
+
+
+def attention_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
+                      qk: Strength = PAPER_QK, vo: Strength = PAPER_VO,
+                      distribution: Distribution = "normal",
+                      dtype=jnp.float32) -> dict[Role, jax.Array]:
+  """The mimetic kernels of one attention layer, keyed by role.
+
+  `key` is split into independent QK and VO keys; a pair set to `None` is
+  left out of the result. Shapes: query/key/value `(d, heads, head_dim)`,
+  out `(heads, head_dim, d)`.
+  """
+  _check_dims(d, heads, head_dim, vo is not None)
+  qk_key, vo_key = jax.random.split(key)
+  kernels = {}
+  if qk is not None:
+    kernels["query"], kernels["key"] = qk_kernels(
+        qk_key, d, heads, head_dim, alpha=qk[0], beta=qk[1],
+        distribution=distribution, dtype=dtype)
+  if vo is not None:
+    kernels["value"], kernels["out"] = vo_kernels(
+        vo_key, d, heads, head_dim, alpha=vo[0], beta=vo[1],
+        distribution=distribution, dtype=dtype)
+  return kernels
+
+
+def _check_dims(d: int, heads: int, head_dim: int, with_vo: bool) -> None:
+  if head_dim > d:
+    raise ValueError(
+        f"head_dim={head_dim} exceeds the model width d={d}: a rank-head_dim "
+        "factorization of a (d, d) target does not exist. Use "
+        "head_dim <= d (usually head_dim = d // heads).")
+  if with_vo and heads * head_dim > d:
+    raise ValueError(
+        f"heads * head_dim = {heads} * {head_dim} = {heads * head_dim} "
+        f"exceeds the model width d={d}: W_v W_o has rank at most d, so "
+        "mimetic VO factors would leave value channels at exactly zero, "
+        "where they would never train. Use heads * head_dim <= d, or pass "
+        "vo=None to initialise only the QK pair.")
+
+
+# ----------------------------------------------------------------------------
+# Flax params trees.
+# ----------------------------------------------------------------------------
+
+
+def _is_box(x: Any) -> bool:
+  return isinstance(x, nn.meta.AxisMetadata)
+
+
+def _unbox(x: Any) -> Any:
+  return x.unbox() if _is_box(x) else x
+
+
+def _rebox(old: Any, new_value: jax.Array) -> Any:
+  return old.replace_boxed(new_value) if _is_box(old) else new_value
+
+
+def _is_attention_block(node: Any) -> bool:
+  return (isinstance(node, Mapping)
+          and all(isinstance(node.get(role), Mapping)
+                  and "kernel" in node[role] for role in ROLES))
+
+
+def find_attention_blocks(params: Any) -> list[tuple[str, ...]]:
+  """Paths (tuples of dict keys) of every self-attention block in `params`.
+
+  A block is a mapping with `query`, `key`, `value` and `out` sub-mappings
+  that each hold a `kernel`: the naming of `nn.MultiHeadDotProductAttention`.
+  """
+  found = []
+
+  def visit(node, path):
+    if _is_attention_block(node):
+      found.append(path)
+    elif isinstance(node, Mapping):
+      for name, child in node.items():
+        visit(child, path + (str(name),))
+
+  visit(params, ())
+  return found
+
+
+def _block_key(key: jax.Array, path: tuple[str, ...]) -> jax.Array:
+  """A key for one block, stable under tree order (CRC32 of its path)."""
+  return jax.random.fold_in(key, zlib.crc32("/".join(path).encode()))
+
+
+def _block_dims(block: Mapping, path: tuple[str, ...]) -> tuple[tuple[int, ...],
+                                                                int, int, int]:
+  """Returns (leading_shape, d, heads, head_dim) of a block, or raises."""
+  shapes = {role: tuple(_unbox(block[role]["kernel"]).shape) for role in ROLES}
+  where = "/".join(path) or "<root>"
+  q = shapes["query"]
+  if len(q) < 3:
+    raise ValueError(
+        f"Attention block '{where}' has a query kernel of shape {q}; mimetic "
+        "initialization needs the multi-head layout (..., d, heads, "
+        "head_dim) of nn.MultiHeadDotProductAttention. Found kernel shapes: "
+        f"{shapes}.")
+  *lead, d, heads, head_dim = q
+  lead = tuple(lead)
+  expected = {"query": q, "key": q, "value": q,
+              "out": lead + (heads, head_dim, d)}
+  if shapes != expected:
+    raise ValueError(
+        f"Attention block '{where}' has kernel shapes {shapes}, but mimetic "
+        f"initialization needs self-attention with one width d={d} for "
+        f"inputs and outputs: {expected}. Cross-attention with different "
+        "key/value widths, or an out projection to another width, has no "
+        "identity to imitate; leave such blocks out of the params you pass.")
+  return lead, d, heads, head_dim
+
+
+def mimetic_params(key: jax.Array, params: Any, *,
+                   qk: Strength = PAPER_QK, vo: Strength = PAPER_VO,
+                   distribution: Distribution = "normal") -> Any:
+  """Returns `params` with every self-attention block mimetically initialised.
+
+  Finds each block that uses the naming of `nn.MultiHeadDotProductAttention`
+  (`query`, `key`, `value`, `out`, each with `kernel` and optional `bias`) and
+  replaces its kernels by mimetic factors and its biases by zeros. Every
+  other leaf is returned unchanged (the same object). Works inside `jax.jit`.
+
+  Args:
+    key: a `jax.random.key`. Each block's key is `fold_in(key, crc32(path))`,
+      so the draw of a block depends only on `key` and its path; blocks with
+      leading (`nn.scan`) axes draw independently per index along them.
+    params: a Flax params tree (plain or boxed with `nn.Partitioned`).
+    qk: `(alpha, beta)` for `W_q W_k^T ~= alpha Z + beta I` per head, or
+      `None` to leave query/key untouched (VO-only ablation).
+    vo: `(alpha, beta)` for `W_v W_o = alpha Z + beta I` per layer (beta is
+      signed: the paper uses -0.4), or `None` to leave value/out untouched.
+    distribution: `normal` (default) or `uniform` noise, both variance 1/d.
+
+  `heads * head_dim != d`: QK factors are always rank `head_dim` per head;
+  VO factors are the best rank-`heads * head_dim` approximation when
+  `heads * head_dim < d`, and an error when it exceeds `d`.
+
+  Raises:
+    ValueError: when `params` holds no attention block, when both `qk` and
+      `vo` are `None`, or when a block's shapes cannot be honoured.
+  """
+  if qk is None and vo is None:
+    raise ValueError("mimetic_params(qk=None, vo=None) would change nothing; "
+                     "set at least one of the two pairs.")
+  paths = find_attention_blocks(params)
+  if not paths:
+    raise ValueError(
+        "mimetic_params found no self-attention block in params. It looks for "
+        "mappings with 'query', 'key', 'value' and 'out' entries that each "
+        "hold a 'kernel', as flax.linen.MultiHeadDotProductAttention creates "
+        "them. Top-level keys found: "
+        f"{list(params) if isinstance(params, Mapping) else type(params)}. "
+        "Pass the 'params' collection (variables['params']), or use "
+        "mimetic_init for attention layers with other names.")
+
+  def new_block(block, path):
+    lead, d, heads, head_dim = _block_dims(block, path)
+    dtype = _unbox(block["query"]["kernel"]).dtype
+    init = lambda k: attention_kernels(k, d, heads, head_dim, qk=qk, vo=vo,
+                                       distribution=distribution, dtype=dtype)
+    block_key = _block_key(key, path)
+    if lead:  # Stacked layers (nn.scan): one independent draw per index.
+      keys = jax.random.split(block_key, math.prod(lead)).reshape(lead)
+      for _ in lead:
+        init = jax.vmap(init)
+      kernels = init(keys)
+    else:
+      kernels = init(block_key)
+    block = dict(block)
+    for role, kernel in kernels.items():
+      layer = dict(block[role])
+      layer["kernel"] = _rebox(layer["kernel"], kernel)
+      if "bias" in layer:
+        layer["bias"] = _rebox(
+            layer["bias"], jnp.zeros_like(_unbox(layer["bias"])))
+      block[role] = layer
+    return block
+
+  def rebuild(node, path):
+    if path in paths:
+      return new_block(node, path)
+    if isinstance(node, Mapping):
+      rebuilt = {name: rebuild(child, path + (str(name),))
+                 for name, child in node.items()}
+      return type(node)(rebuilt) if not isinstance(node, dict) else rebuilt
+    return node
+
+  return rebuild(params, ())
+
+
+def mimetic_init(key: jax.Array, role: Role, num_heads: int, *,
+                 qk: Strength = PAPER_QK, vo: Strength = PAPER_VO,
+                 distribution: Distribution = "normal",
+                 fallback: Callable | None = None) -> Callable:
+  """A Flax kernel initializer for one role of a mimetic attention layer.
+
+  Flax gives every parameter its own key, so coupled factors need a key they
+  share: build the four initializers of one layer from the *same* `key` (for
+  instance `self.make_rng('params')` inside the layer's `@nn.compact` method
+  while initializing) and the kernels they produce are exactly those of
+  `attention_kernels(key, ...)` (and of `mimetic_params` for that block key).
+  The returned function ignores the key Flax passes it.
+
+  Args:
+    key: the key shared by the four roles of one layer.
+    role: 'query', 'key', 'value' or 'out'.
+    num_heads: number of heads. `nn.DenseGeneral` hands its initializer a
+      flattened 2-D shape (`(d, heads * head_dim)`, or `(heads * head_dim, d)`
+      for 'out'), so the head split must be given; 3-D shapes
+      (`(d, heads, head_dim)` / `(heads, head_dim, d)`) must agree with it.
+    qk, vo, distribution: as in `mimetic_params`. A role whose pair is `None`
+      uses `fallback` (default `nn.initializers.lecun_normal()`).
+
+  Returns:
+    `init(unused_key, shape, dtype) -> kernel` for `kernel_init=`.
+  """
+  if role not in ROLES:
+    raise ValueError(f"role must be one of {ROLES}; got {role!r}.")
+  pair = qk if role in ("query", "key") else vo
+  if pair is None:
+    return fallback if fallback is not None else nn.initializers.lecun_normal()
+
+  def init(unused_key, shape, dtype=jnp.float32):
+    shape = tuple(shape)
+    if role == "out":
+      d, width = shape[-1], math.prod(shape[:-1])
+    else:
+      d, width = shape[0], math.prod(shape[1:])
+    if len(shape) not in (2, 3) or width % num_heads or (
+        len(shape) == 3 and num_heads not in (shape[0], shape[1])):
+      raise ValueError(
+          f"mimetic_init({role!r}, num_heads={num_heads}) got a kernel of "
+          f"shape {shape}; it needs (d, heads * head_dim) or (d, heads, "
+          "head_dim) for query/key/value and (heads * head_dim, d) or (heads, "
+          "head_dim, d) for out, with heads == num_heads.")
+    kernels = attention_kernels(
+        key, d, num_heads, width // num_heads,
+        qk=qk if role in ("query", "key") else None,
+        vo=vo if role in ("value", "out") else None,
+        distribution=distribution, dtype=dtype)
+    return kernels[role].reshape(shape)
+
+  return init

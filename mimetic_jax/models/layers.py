@@ -1,0 +1,67 @@
+"""Transformer building blocks shared by the ViT and the language model.
+
+Default initializers (what `init='default'` means): attention and MLP kernels
+Xavier-uniform, MLP biases N(0, 1e-6), attention biases zero (as in
+big_vision's ViT). Attention is `nn.MultiHeadDotProductAttention`, so its params
+are named `query`, `key`, `value`, `out`, with kernels `(d, heads, head_dim)`
+and `(heads, head_dim, d)`.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+
+def posemb_sincos_1d(length: int, width: int,
+                     temperature: float = 10_000.) -> np.ndarray:
+  """1-D sinusoidal position embedding (Vaswani et al.), `(length, width)`."""
+  if width % 2:
+    raise ValueError(f"1-D sin-cos posemb needs an even width; got {width}.")
+  omega = 1. / temperature ** (np.arange(width // 2) / (width // 2))
+  angles = np.arange(length)[:, None] * omega[None]
+  return np.concatenate([np.sin(angles), np.cos(angles)], 1).astype(np.float32)
+
+
+class MlpBlock(nn.Module):
+  """Two-layer GELU MLP: `(..., d) -> (..., mlp_dim) -> (..., d)`."""
+  mlp_dim: int
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+    dense = lambda n, name: nn.Dense(
+        n, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform(),
+        bias_init=nn.initializers.normal(1e-6), name=name)
+    d = x.shape[-1]
+    x = nn.gelu(dense(self.mlp_dim, "fc1")(x))
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return dense(d, "fc2")(x)
+
+
+class EncoderBlock(nn.Module):
+  """Pre-LN block: `x + Attn(LN(x))`, then `x + MLP(LN(x))`.
+
+  `x` is `(batch, tokens, d)`; `mask` (optional) broadcasts to
+  `(batch, heads, tokens, tokens)`, True where attention is allowed.
+  """
+  mlp_dim: int
+  num_heads: int
+  dropout: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, mask: jnp.ndarray | None = None, *,
+               train: bool) -> jnp.ndarray:
+    y = nn.LayerNorm(dtype=self.dtype, name="norm1")(x)
+    y = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, dtype=self.dtype,
+        kernel_init=nn.initializers.xavier_uniform(),
+        deterministic=not train, name="attention")(y, y, mask=mask)
+    x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
+    y = nn.LayerNorm(dtype=self.dtype, name="norm2")(x)
+    y = MlpBlock(self.mlp_dim, self.dropout, self.dtype, name="mlp")(
+        y, train=train)
+    return x + nn.Dropout(self.dropout, deterministic=not train)(y)
