@@ -1,0 +1,42 @@
+r"""Trains a ViT or a causal LM with mimetic (or default) initialization.
+
+    python main.py --config configs/cifar10.py:smoke
+    python main.py --config configs/cifar10.py --config.init=default \
+        --workdir workdirs/cifar10_default
+
+Any config key can be overridden with `--config.KEY=VALUE`; unknown keys are
+rejected. Rerunning with the same workdir resumes from its last checkpoint.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file, optionally with a preset: "
+    "configs/cifar10.py:smoke.", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Where checkpoints and metrics go; default: "
+    "workdirs/<config>[_<preset>]_<init>_seed<seed>.")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # TensorFlow (used by tfds for input) must never grab an accelerator.
+  from mimetic_jax.data import hide_accelerators_from_tensorflow
+  hide_accelerators_from_tensorflow()
+  from mimetic_jax import train  # Imports JAX after TF is told to keep off.
+
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or train.default_workdir(
+      config_flags.get_config_filename(flags.FLAGS["config"]), config)
+  logging.info("Config:\n%s", config)
+  print(f"Workdir: {workdir}", flush=True)
+  train.train_and_evaluate(config, workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,104 @@
+"""Where metrics go: progress lines, `metrics.jsonl` and TensorBoard.
+
+`metrics.jsonl` has one JSON object per logged step (train records carry
+`train_loss`, eval records `eval_loss`, `eval_accuracy`, ...), appended across
+resumed runs. TensorBoard event files go to `workdir/tensorboard`.
+"""
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+from absl import logging
+
+
+def format_duration(seconds: float) -> str:
+  seconds = int(seconds)
+  hours, rest = divmod(seconds, 3600)
+  return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class MetricWriter:
+  """Appends metric records to `metrics.jsonl` and TensorBoard (process 0)."""
+
+  def __init__(self, workdir: str, *, enabled: bool = True):
+    self._enabled = enabled
+    if not enabled:
+      return
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a",
+                       encoding="utf-8")
+    import tensorflow as tf  # Imported lazily; TF never sees accelerators.
+    self._tf = tf
+    self._summary = tf.summary.create_file_writer(
+        os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, metrics: dict[str, Any]) -> None:
+    if not self._enabled:
+      return
+    record = {"step": int(step)}
+    record.update({k: float(v) for k, v in metrics.items()})
+    self._jsonl.write(json.dumps(record) + "\n")
+    self._jsonl.flush()
+    with self._summary.as_default():
+      for name, value in record.items():
+        if name != "step" and math.isfinite(value):
+          self._tf.summary.scalar(name, value, step=step)
+    self._summary.flush()
+
+  def close(self) -> None:
+    if self._enabled:
+      self._jsonl.close()
+      self._summary.close()
+
+
+class Throughput:
+  """Items/s between log points and an ETA, excluding eval/checkpoint time."""
+
+  def __init__(self, first_step: int, total_steps: int, items_per_step: int):
+    self._total = total_steps
+    self._items = items_per_step
+    self._step = first_step
+    self._time = time.perf_counter()
+    self._paused = 0.0
+    self._step_time = math.nan
+
+  def pause(self, seconds: float) -> None:
+    self._paused += seconds
+
+  def update(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    elapsed = now - self._time - self._paused
+    steps = step - self._step
+    self._step, self._time, self._paused = step, now, 0.0
+    if steps <= 0 or elapsed <= 0:
+      return {}
+    self._step_time = elapsed / steps
+    return {"items_per_second": steps * self._items / elapsed,
+            "seconds_per_step": self._step_time}
+
+  def eta(self, step: int) -> str:
+    if math.isnan(self._step_time):
+      return "?"
+    return format_duration((self._total - step) * self._step_time)
+
+
+def progress_line(step: int, total: int, epoch: float, metrics: dict,
+                  unit: str, eta: str) -> str:
+  parts = [f"step {step}/{total}", f"epoch {epoch:.2f}"]
+  for name, label, fmt in (("train_loss", "loss", ".4f"),
+                           ("train_accuracy", "acc", ".3f"),
+                           ("train_bits_per_byte", "bpb", ".3f"),
+                           ("learning_rate", "lr", ".2e"),
+                           ("items_per_second", f"{unit}/s", ".0f")):
+    if name in metrics:
+      parts.append(f"{label} {metrics[name]:{fmt}}")
+  parts.append(f"ETA {eta}")
+  return " | ".join(parts)
+
+
+def log(message: str) -> None:
+  """Prints a progress line (stdout, flushed) and logs it."""
+  print(message, flush=True)
+  logging.info(message)

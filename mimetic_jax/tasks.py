@@ -1,0 +1,187 @@
+"""What differs between image classification and language modelling.
+
+The trainer (`train.py`) is task-agnostic: a task loads its data as numpy
+arrays with a leading example axis, builds the model, turns a batch into model
+inputs (augmenting on device when training) and scores the model's outputs.
+Scores are per item (per image, or per token) with a weight, so that padded
+evaluation examples count zero and sums over devices are exact.
+"""
+
+import dataclasses
+import math
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from mimetic_jax import augment
+from mimetic_jax.models import TransformerLM, ViT, decode_variant
+
+Batch = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+  """Arrays with a leading example axis; `eval` includes a float `weight`."""
+  train: dict[str, np.ndarray]
+  eval: dict[str, np.ndarray]
+  info: dict[str, Any]  # num_classes / vocab_size, eval_num_bytes, ...
+
+  @property
+  def num_train(self) -> int:
+    return len(next(iter(self.train.values())))
+
+
+class Task(Protocol):
+  """The interface the trainer uses."""
+  config: ml_collections.ConfigDict
+  unit: str  # What throughput counts: 'img' or 'tok'.
+
+  def load_data(self, *, process_index: int, process_count: int,
+                workdir: str) -> Data: ...
+  def make_model(self, data: Data) -> Any: ...
+  def dummy_inputs(self, data: Data) -> jax.Array: ...
+  def inputs(self, batch: Batch, key: jax.Array, *, train: bool) -> jax.Array: ...
+  def score(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]: ...
+  def items_per_example(self, data: Data) -> int: ...
+
+
+def _model_dtype(name: str):
+  if name not in ("float32", "bfloat16"):
+    raise ValueError(f"model.dtype must be 'float32' or 'bfloat16'; got "
+                     f"{name!r}.")
+  return jnp.dtype(name)
+
+
+@dataclasses.dataclass
+class ImageClassification:
+  """ViT classification; batches are `{'image': uint8 (B,H,W,3), 'label'}`."""
+  config: ml_collections.ConfigDict
+  unit: str = "img"
+
+  def load_data(self, *, process_index: int, process_count: int,
+                workdir: str) -> Data:
+    del workdir
+    from mimetic_jax.data import images  # Imports TensorFlow: keep it lazy.
+    arrays = images.load_arrays(self.config.dataset,
+                                process_index=process_index,
+                                process_count=process_count)
+    return Data(
+        train={"image": arrays.train_images, "label": arrays.train_labels},
+        eval={"image": arrays.eval_images, "label": arrays.eval_labels,
+              "weight": np.ones(len(arrays.eval_labels), np.float32)},
+        info={"num_classes": arrays.num_classes,
+              "class_names": arrays.class_names})
+
+  def make_model(self, data: Data) -> ViT:
+    m = self.config.model
+    arch = decode_variant(m.variant) if m.variant else dict(
+        width=m.width, depth=m.depth, mlp_dim=m.mlp_dim,
+        num_heads=m.num_heads, patch_size=m.patch_size)
+    return ViT(num_classes=data.info["num_classes"], pool=m.pool,
+               posemb=m.posemb, dropout=m.dropout,
+               dtype=_model_dtype(m.dtype), **arch)
+
+  def dummy_inputs(self, data: Data) -> jax.Array:
+    return jnp.zeros((1,) + data.eval["image"].shape[1:], jnp.float32)
+
+  def inputs(self, batch: Batch, key: jax.Array, *, train: bool) -> jax.Array:
+    images = batch["image"].astype(jnp.float32) / 255.0
+    if not train:
+      return images
+    a = self.config.augment
+    return augment.augment_batch(
+        key, images, crop_padding=a.crop_padding, flip=a.flip,
+        randaugment_num_ops=a.randaugment_num_ops,
+        randaugment_magnitude=a.randaugment_magnitude,
+        cutout_size=a.cutout_size)
+
+  def score(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    labels = batch["label"]
+    targets = optax.smooth_labels(
+        jax.nn.one_hot(labels, logits.shape[-1]), self.config.label_smoothing)
+    return {
+        "loss": optax.softmax_cross_entropy(logits, targets),
+        "correct": (logits.argmax(-1) == labels).astype(jnp.float32),
+        "weight": batch.get("weight", jnp.ones(labels.shape, jnp.float32)),
+    }
+
+  def items_per_example(self, data: Data) -> int:
+    del data
+    return 1
+
+
+@dataclasses.dataclass
+class LanguageModelling:
+  """Causal LM; batches are `{'tokens': int32 (B, L+1), 'weight': (B, L)}`.
+
+  Inputs are `tokens[:, :-1]`, targets `tokens[:, 1:]`; `weight` masks padded
+  targets of the last evaluation window.
+  """
+  config: ml_collections.ConfigDict
+  unit: str = "tok"
+
+  def load_data(self, *, process_index: int, process_count: int,
+                workdir: str) -> Data:
+    from mimetic_jax.data import text  # Imports TensorFlow: keep it lazy.
+    arrays = text.load_text(self.config.dataset, seq_len=self.config.seq_len,
+                            workdir=workdir)
+    shard = lambda x: np.array_split(x, process_count)[process_index]
+    return Data(
+        train={"tokens": shard(arrays.train)},
+        eval={"tokens": shard(arrays.eval),
+              "weight": shard(arrays.eval_mask.astype(np.float32))},
+        info={"vocab_size": arrays.vocab_size,
+              "eval_num_bytes": arrays.eval_num_bytes,
+              "tokenizer": arrays.tokenizer})
+
+  def make_model(self, data: Data) -> TransformerLM:
+    m = self.config.model
+    return TransformerLM(
+        vocab_size=data.info["vocab_size"], width=m.width, depth=m.depth,
+        num_heads=m.num_heads, mlp_dim=m.mlp_dim, max_len=self.config.seq_len,
+        posemb=m.posemb, tie_embeddings=m.tie_embeddings, dropout=m.dropout,
+        dtype=_model_dtype(m.dtype))
+
+  def dummy_inputs(self, data: Data) -> jax.Array:
+    del data
+    return jnp.zeros((1, self.config.seq_len), jnp.int32)
+
+  def inputs(self, batch: Batch, key: jax.Array, *, train: bool) -> jax.Array:
+    del key, train
+    return batch["tokens"][:, :-1]
+
+  def score(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    targets = batch["tokens"][:, 1:]
+    return {
+        "loss": optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                                targets),
+        "correct": (logits.argmax(-1) == targets).astype(jnp.float32),
+        "weight": batch.get("weight", jnp.ones(targets.shape, jnp.float32)),
+    }
+
+  def items_per_example(self, data: Data) -> int:
+    del data
+    return self.config.seq_len
+
+
+def get_task(config: ml_collections.ConfigDict) -> Task:
+  tasks = {"image": ImageClassification, "lm": LanguageModelling}
+  if config.task not in tasks:
+    raise ValueError(f"Unknown task {config.task!r}; use one of "
+                     f"{sorted(tasks)}.")
+  return tasks[config.task](config)
+
+
+def summarize_eval(sums: dict[str, float], data: Data) -> dict[str, float]:
+  """Turns summed eval scores into the metrics the logs report."""
+  n = sums["weight"]
+  metrics = {"eval_loss": sums["loss"] / n, "eval_accuracy": sums["correct"] / n}
+  if "eval_num_bytes" in data.info:
+    metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 700.0))
+    metrics["eval_bits_per_byte"] = (
+        sums["loss"] / math.log(2) / data.info["eval_num_bytes"])
+  return metrics

@@ -1,0 +1,270 @@
+"""`train_and_evaluate(config, workdir)`: the whole training job.
+
+Data-parallel over every device: a 1-D mesh with axis `steps.AXIS`, train
+state replicated, small datasets resident in device memory and sharded over
+the mesh, each device drawing its own batches from its shard inside the
+jitted step. Evaluation scores the whole eval split exactly once (padded and
+masked). Checkpoints are saved periodically, at the end and on SIGTERM /
+Ctrl-C, and a rerun in the same workdir resumes from the latest one.
+"""
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from mimetic_jax import checkpointing
+from mimetic_jax import diagnostics
+from mimetic_jax import metric_logging
+from mimetic_jax import steps
+from mimetic_jax import tasks
+from mimetic_jax.models import INITS, initialize
+
+
+class ConfigError(ValueError):
+  """A config that cannot run; the message says how to fix it."""
+
+
+def parse_strength(value: Any, name: str) -> tuple[float, float] | None:
+  """`mimetic.qk` / `mimetic.vo` as `(alpha, beta)`, or None when disabled.
+
+  Accepts None, `()` and `(None,)` (what `--config.mimetic.qk=None` gives)
+  as "disabled".
+  """
+  if value is None or all(v is None for v in value):
+    return None
+  if len(value) != 2:
+    raise ConfigError(
+        f"{name}={value!r} must be a pair (alpha, beta), e.g. "
+        f"--config.{name}='(0.7,0.7)', or None to leave that pair untouched.")
+  return float(value[0]), float(value[1])
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Cheap checks that fail before any data is loaded or compiled."""
+  devices = jax.device_count()
+  if config.init not in INITS:
+    raise ConfigError(f"init={config.init!r} is not one of {INITS}; set "
+                      "--config.init=mimetic (or default / trunc_normal).")
+  if config.init == "mimetic":
+    qk = parse_strength(config.mimetic.qk, "mimetic.qk")
+    vo = parse_strength(config.mimetic.vo, "mimetic.vo")
+    if qk is None and vo is None:
+      raise ConfigError(
+          "init='mimetic' with mimetic.qk=None and mimetic.vo=None changes "
+          "nothing; set one of them, or use --config.init=default.")
+  for name in ("batch_size", "eval_batch_size"):
+    size = config[name]
+    if size <= 0 or size % devices:
+      raise ConfigError(
+          f"{name}={size} is the global batch size and must be a positive "
+          f"multiple of the {devices} devices JAX sees ({jax.devices()[0]}"
+          f" ...), so that each gets the same share. Use e.g. --config."
+          f"{name}={max(devices, size // devices * devices or devices)}.")
+  if config.total_steps <= 0 and config.num_epochs <= 0:
+    raise ConfigError("Set num_epochs > 0 or total_steps > 0.")
+  if config.learning_rate <= 0:
+    raise ConfigError(f"learning_rate={config.learning_rate} must be > 0.")
+
+
+def make_optimizer(config, total_steps: int, warmup_steps: int):
+  """AdamW with linear warm-up then cosine decay; weight decay on kernels and
+  embeddings only (arrays of rank >= 2), not on biases, norms or tokens."""
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=config.learning_rate,
+      warmup_steps=warmup_steps, decay_steps=max(total_steps, warmup_steps + 1),
+      end_value=config.end_learning_rate)
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+  tx = optax.adamw(schedule, b1=config.b1, b2=config.b2,
+                   weight_decay=config.weight_decay, mask=decay_mask)
+  if config.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  return tx, schedule
+
+
+def _device_put_sharded(mesh, arrays: dict[str, np.ndarray]):
+  """Process-local numpy arrays -> global arrays sharded on their axis 0."""
+  sharding = jax.NamedSharding(mesh, jax.P(steps.AXIS))
+  return {name: jax.make_array_from_process_local_data(sharding, x)
+          for name, x in arrays.items()}
+
+
+def _pad_eval(arrays: dict[str, np.ndarray], multiple: int):
+  """Pads the eval arrays to a multiple of `multiple` with weight-0 rows."""
+  n = len(arrays["weight"])
+  pad = -n % multiple
+  return {name: np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+          for name, x in arrays.items()}
+
+
+def _check_train_size(num_local: int, local_batch: int, process_count: int):
+  if num_local < local_batch:
+    raise ConfigError(
+        f"Each device holds {num_local} training examples but needs "
+        f"{local_batch} per step: the global batch size is larger than the "
+        f"training set{' shard' if process_count > 1 else ''}. Lower "
+        "--config.batch_size or use more data (dataset.max_train_examples).")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, float]:
+  """Trains and evaluates; returns the final eval metrics."""
+  validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  log = metric_logging.log if is_main else (lambda message: None)
+  if is_main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  task = tasks.get_task(config)
+  num_devices, num_local_devices = jax.device_count(), jax.local_device_count()
+  mesh = jax.make_mesh((num_devices,), (steps.AXIS,))
+  local_batch = config.batch_size // num_devices
+  local_eval_batch = config.eval_batch_size // num_devices
+
+  start = time.perf_counter()
+  data = task.load_data(process_index=jax.process_index(),
+                        process_count=jax.process_count(), workdir=workdir)
+  # Every device gets the same number of training examples.
+  per_device = data.num_train // num_local_devices
+  _check_train_size(per_device, local_batch, jax.process_count())
+  train_np = {k: v[:per_device * num_local_devices]
+              for k, v in data.train.items()}
+  eval_np = _pad_eval(data.eval, num_local_devices * local_eval_batch)
+  steps_per_epoch = per_device // local_batch
+  total_steps = config.total_steps or math.ceil(config.num_epochs *
+                                                steps_per_epoch)
+  warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+  eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
+  log(f"Data: {per_device * num_devices} training examples used "
+      f"({steps_per_epoch} steps of {config.batch_size} per epoch), "
+      f"{int(data.eval['weight'].sum()) * jax.process_count()} eval items; "
+      f"loaded in {time.perf_counter() - start:.1f}s. {total_steps} steps on "
+      f"{num_devices} x {jax.devices()[0].device_kind}.")
+
+  model = task.make_model(data)
+  tx, schedule = make_optimizer(config, total_steps, warmup_steps)
+  key = jax.random.key(config.seed)
+  init_key = jax.random.fold_in(key, 0)
+
+  def init_state():
+    params = initialize(
+        model, init_key, task.dummy_inputs(data), init=config.init,
+        qk=parse_strength(config.mimetic.qk, "mimetic.qk"),
+        vo=parse_strength(config.mimetic.vo, "mimetic.vo"),
+        distribution=config.mimetic.distribution)
+    return steps.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+  replicated = jax.NamedSharding(mesh, jax.P())
+  abstract_state = jax.eval_shape(init_state)
+  state_sharding = jax.tree.map(lambda _: replicated, abstract_state)
+  ckpt = checkpointing.Checkpointer(workdir,
+                                    every_steps=config.checkpoint_every_steps,
+                                    max_to_keep=config.max_to_keep)
+  if ckpt.latest_step is not None:
+    state = ckpt.restore(jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+        abstract_state, state_sharding))
+    log(f"Resumed from {ckpt.directory} at step {int(state.step)}.")
+  else:
+    state = jax.jit(init_state, out_shardings=state_sharding)()
+    num_params = sum(x.size for x in jax.tree.leaves(state.params))
+    log(f"Initialized {type(model).__name__} ({num_params:,} params) with "
+        f"init={config.init!r}.")
+
+  train_data = _device_put_sharded(mesh, train_np)
+  eval_data = _device_put_sharded(mesh, eval_np)
+  start = time.perf_counter()
+  train_fn = steps.compile_train_step(
+      mesh, task=task, steps_per_epoch=steps_per_epoch,
+      local_batch_size=local_batch).lower(state, train_data, key).compile()
+  eval_fn = steps.compile_eval(
+      mesh, apply_fn=model.apply, task=task,
+      local_batch_size=local_eval_batch).lower(state.params,
+                                               eval_data).compile()
+  log(f"Compiled train and eval steps in {time.perf_counter() - start:.1f}s.")
+
+  writer = metric_logging.MetricWriter(workdir, enabled=is_main)
+  items_per_step = config.batch_size * task.items_per_example(data)
+  first_step = step = int(state.step)
+  meter = metric_logging.Throughput(step, total_steps, items_per_step)
+
+  def evaluate(step: int) -> dict[str, float]:
+    tic = time.perf_counter()
+    sums = jax.device_get(eval_fn(state.params, eval_data))
+    metrics = tasks.summarize_eval({k: float(v) for k, v in sums.items()},
+                                   data)
+    if config.attention_stats:
+      metrics.update(diagnostics.attention_summary(state.params))
+    metrics["epoch"] = step / steps_per_epoch
+    metrics["eval_seconds"] = time.perf_counter() - tic
+    writer.write(step, metrics)
+    log(f"eval at step {step} (epoch {step / steps_per_epoch:.2f}): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                    if k.startswith("eval_") and k != "eval_seconds"))
+    meter.pause(time.perf_counter() - tic)
+    return metrics
+
+  eval_metrics = {}
+  with checkpointing.StopSignal() as stop:
+    while step < total_steps:
+      state, train_metrics = train_fn(state, train_data, key)
+      step += 1
+      if step % config.log_every_steps == 0 or step == total_steps:
+        metrics = jax.device_get(train_metrics)
+        if not all(math.isfinite(float(v)) for v in metrics.values()):
+          ckpt.wait()
+          raise FloatingPointError(
+              f"Non-finite training metrics at step {step}: {metrics}. The "
+              "last good checkpoint is kept in "
+              f"{ckpt.directory}; lower the learning rate, enable "
+              "grad_clip_norm, or check the data.")
+        metrics = {k: float(v) for k, v in metrics.items()}
+        metrics["learning_rate"] = float(schedule(step - 1))
+        metrics.update(meter.update(step))
+        if "tokens_per_byte" in data.info:
+          metrics["train_bits_per_byte"] = (
+              metrics["train_loss"] / math.log(2) * data.info["tokens_per_byte"])
+        writer.write(step, metrics)
+        log(metric_logging.progress_line(
+            step, total_steps, step / steps_per_epoch, metrics, task.unit,
+            meter.eta(step)))
+      if step % eval_every == 0 and step < total_steps:
+        eval_metrics = evaluate(step)
+      tic = time.perf_counter()
+      if ckpt.maybe_save(step, state):
+        meter.pause(time.perf_counter() - tic)
+      if stop.received:
+        ckpt.maybe_save(step, state, force=True)
+        ckpt.wait()
+        log(f"Received {stop.received}: saved step {step} to "
+            f"{ckpt.directory}; rerun the same command to resume.")
+        writer.close()
+        return eval_metrics
+    if step > first_step or not eval_metrics:
+      eval_metrics = evaluate(step)
+    ckpt.maybe_save(step, state, force=True)
+    ckpt.wait()
+  ckpt.close()
+  writer.close()
+  if is_main:
+    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+      json.dump({"step": step, **eval_metrics}, f, indent=2)
+  return eval_metrics
+
+
+def default_workdir(config_path: str, config: ml_collections.ConfigDict) -> str:
+  """`workdirs/<config>[_<preset>]_<init>_seed<seed>`, e.g.
+  `workdirs/cifar10_smoke_mimetic_seed0`."""
+  path, _, preset = config_path.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0]
+  parts = [name] + ([preset] if preset else []) + [config.init,
+                                                    f"seed{config.seed}"]
+  return os.path.join("workdirs", "_".join(parts))
