@@ -61,9 +61,9 @@ def train_step(state: TrainState, batch: Batch, key: jax.Array, *,
   metrics = {
       "train_loss": lax.pmean(loss, AXIS),
       "train_accuracy": lax.pmean(accuracy, AXIS),
-      "grad_norm": optax.global_norm(grads),
-      "param_norm": optax.global_norm(new_state.params),
-      "update_norm": optax.global_norm(
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(new_state.params),
+      "update_norm": optax.tree.norm(
           jax.tree.map(jnp.subtract, new_state.params, state.params)),
   }
   return new_state, metrics

@@ -1,5 +1,6 @@
 """Shared test fixtures.
 
+Every test process sees 8 CPU devices (set below, before JAX is imported).
 Real data lives in `../shared/data/` next to the checkout (override with the
 MIMETIC_SHARED_DATA environment variable). Tests that need it skip with a
 clear reason when it is absent.
@@ -8,7 +9,11 @@ clear reason when it is absent.
 import os
 import pathlib
 
-import pytest
+# Eight fake CPU devices for the data-parallel tests; must precede JAX's import.
+os.environ["XLA_FLAGS"] = " ".join(filter(None, [
+    os.environ.get("XLA_FLAGS"), "--xla_force_host_platform_device_count=8"]))
+
+import pytest  # pylint: disable=g-import-not-at-top
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(
