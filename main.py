@@ -25,6 +25,10 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # Progress goes to stdout; keep library INFO chatter (orbax writes a dozen
+    # lines per checkpoint) out of the way unless asked for with -v 0.
+    logging.set_verbosity(logging.WARNING)
   # TensorFlow (used by tfds for input) must never grab an accelerator.
   from mimetic_jax.data import hide_accelerators_from_tensorflow
   hide_accelerators_from_tensorflow()

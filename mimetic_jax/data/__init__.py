@@ -1,4 +1,5 @@
 import functools
+import os
 
 
 @functools.cache
@@ -10,6 +11,7 @@ def hide_accelerators_from_tensorflow() -> None:
   nothing). TensorFlow is imported lazily so that importing this package stays
   cheap for code that never touches TF.
   """
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # No oneDNN banners.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
   tf.config.set_visible_devices([], "TPU")
