@@ -8,6 +8,8 @@ Any config key can be overridden with `--config.KEY=VALUE`; unknown keys are
 rejected. Rerunning with the same workdir resumes from its last checkpoint.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -33,13 +35,18 @@ def main(argv):
   from mimetic_jax.data import hide_accelerators_from_tensorflow
   hide_accelerators_from_tensorflow()
   from mimetic_jax import train  # Imports JAX after TF is told to keep off.
+  from mimetic_jax.data.images import DatasetUnavailableError
 
   config = _CONFIG.value
   workdir = _WORKDIR.value or train.default_workdir(
       config_flags.get_config_filename(flags.FLAGS["config"]), config)
   logging.info("Config:\n%s", config)
   print(f"Workdir: {workdir}", flush=True)
-  train.train_and_evaluate(config, workdir)
+  try:
+    train.train_and_evaluate(config, workdir)
+  except (train.ConfigError, DatasetUnavailableError, FileNotFoundError) as e:
+    # A mistake in the command, not in the code: the message says the fix.
+    sys.exit(f"Error: {e}")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,11 @@ def qk_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
     z = sample_z(head_key, d, distribution, jnp.float32)
     return mimetic_factors(z, alpha=alpha, beta=beta, rank=head_dim)
 
-  q, k = jax.vmap(one_head)(jax.random.split(key, heads))  # (h, d, hd) each.
+  # lax.map, not vmap: one (d, d) SVD at a time. That bounds memory (an LM of
+  # width 2048 has 16 heads per layer) and avoids jaxlib's batched CPU SVD,
+  # which deadlocks when several host devices run it at once (jaxlib 0.10,
+  # XLA_FLAGS=--xla_force_host_platform_device_count=8).
+  q, k = jax.lax.map(one_head, jax.random.split(key, heads))  # (h, d, hd).
   return (q.transpose(1, 0, 2).astype(dtype),
           k.transpose(1, 0, 2).astype(dtype))
 
@@ -288,11 +292,11 @@ def mimetic_params(key: jax.Array, params: Any, *,
     init = lambda k: attention_kernels(k, d, heads, head_dim, qk=qk, vo=vo,
                                        distribution=distribution, dtype=dtype)
     block_key = _block_key(key, path)
-    if lead:  # Stacked layers (nn.scan): one independent draw per index.
-      keys = jax.random.split(block_key, math.prod(lead)).reshape(lead)
-      for _ in lead:
-        init = jax.vmap(init)
-      kernels = init(keys)
+    if lead:  # Stacked layers (nn.scan): one independent draw per index,
+      # one layer at a time (lax.map, as in `qk_kernels`).
+      keys = jax.random.split(block_key, math.prod(lead))
+      kernels = jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]),
+                             jax.lax.map(init, keys))
     else:
       kernels = init(block_key)
     block = dict(block)

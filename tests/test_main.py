@@ -1,0 +1,221 @@
+"""End-to-end runs of `main.py` (in subprocesses, 8 CPU devices) and the
+errors a user gets for configs that cannot run.
+
+The mechanics (train, eval, checkpoint, resume, preemption) are tested on a
+tiny generated image folder so they run anywhere; one run on the real
+CIFAR-10 archive checks the same on real images when it is present.
+"""
+
+import json
+import math
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import PIL.Image
+import pytest
+
+from configs import cifar10
+from mimetic_jax import train
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+CLASSES = ("red", "green", "blue")
+# 8 devices x 2 images per step; 96 training images = 6 steps per epoch.
+TINY_OVERRIDES = (
+    "--config.dataset.image_size=16", "--config.model.patch_size=4",
+    "--config.batch_size=16", "--config.eval_batch_size=16",
+    "--config.total_steps=16", "--config.log_every_steps=1",
+    "--config.checkpoint_every_steps=4", "--config.eval_every_epochs=1",
+    "--config.learning_rate=3e-3", "--config.dataset.max_train_examples=0",
+    "--config.dataset.max_eval_examples=0")
+
+
+def _main_command(workdir, *overrides) -> list[str]:
+  return [sys.executable, str(REPO_ROOT / "main.py"),
+          "--config", str(REPO_ROOT / "configs" / "cifar10.py") + ":smoke",
+          "--workdir", str(workdir), *overrides]
+
+
+def _run(workdir, *overrides, check=True) -> subprocess.CompletedProcess:
+  result = subprocess.run(_main_command(workdir, *overrides), cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600)
+  if check and result.returncode:
+    raise AssertionError(f"main.py failed:\n{result.stdout}\n{result.stderr}")
+  return result
+
+
+def _records(workdir) -> list[dict]:
+  with open(pathlib.Path(workdir) / "metrics.jsonl") as f:
+    return [json.loads(line) for line in f]
+
+
+def _params(workdir, step: int):
+  path = pathlib.Path(workdir) / "checkpoints" / str(step) / "default"
+  with ocp.StandardCheckpointer() as checkpointer:
+    return checkpointer.restore(path)["params"]
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> pathlib.Path:
+  """<root>/{train,test}/<colour>/i.png: 16x16 noisy images whose dominant
+  colour channel is the class, so a tiny ViT learns them in a few steps."""
+  root = tmp_path_factory.mktemp("images")
+  rng = np.random.default_rng(0)
+  for split, count in (("train", 32), ("test", 8)):
+    for label, name in enumerate(CLASSES):
+      (root / split / name).mkdir(parents=True)
+      for i in range(count):
+        pixels = rng.integers(0, 96, (16, 16, 3))
+        pixels[..., label] += 150
+        PIL.Image.fromarray(pixels.astype(np.uint8)).save(
+            root / split / name / f"{i}.png")
+  return root
+
+
+@pytest.fixture(scope="module")
+def tiny_args(image_folder, tmp_path_factory) -> tuple[str, ...]:
+  data_dir = tmp_path_factory.mktemp("tfds")
+  return (f"--config.dataset.path={image_folder}",
+          f"--config.dataset.data_dir={data_dir}") + TINY_OVERRIDES
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_args, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  return workdir, _run(workdir, *tiny_args)
+
+
+def test_run_trains_evaluates_logs_and_checkpoints(finished_run):
+  workdir, result = finished_run
+  assert "step 16/16" in result.stdout and "ETA" in result.stdout
+  records = _records(workdir)
+  train_records = [r for r in records if "train_loss" in r]
+  eval_records = [r for r in records if "eval_accuracy" in r]
+  assert [r["step"] for r in train_records] == list(range(1, 17))
+  assert [r["step"] for r in eval_records] == [6, 12, 16]
+  # The zero-init head starts at exactly log(3); learning takes loss below it.
+  assert train_records[0]["train_loss"] == pytest.approx(math.log(3), 1e-4)
+  assert eval_records[-1]["eval_loss"] < math.log(3) - 0.1
+  assert eval_records[-1]["eval_accuracy"] > 0.5
+  final = json.loads((workdir / "final_metrics.json").read_text())
+  assert final["step"] == 16
+  assert final["eval_accuracy"] == eval_records[-1]["eval_accuracy"]
+  saved = json.loads((workdir / "config.json").read_text())
+  assert saved["total_steps"] == 16 and saved["init"] == "mimetic"
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["12", "16"]
+  assert list((workdir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_rerun_resumes_instead_of_retraining(finished_run, tiny_args):
+  workdir, _ = finished_run
+  before = [r for r in _records(workdir) if "train_loss" in r]
+  result = _run(workdir, *tiny_args)
+  assert "Resumed from" in result.stdout and "at step 16" in result.stdout
+  after = [r for r in _records(workdir) if "train_loss" in r]
+  assert after == before  # No step was trained again.
+
+
+def test_preempted_run_resumes_to_identical_params(finished_run, tiny_args,
+                                                   tmp_path):
+  """SIGTERM mid-run saves; rerunning finishes with bit-identical params."""
+  uninterrupted, _ = finished_run
+  workdir = tmp_path / "preempted"
+  process = subprocess.Popen(_main_command(workdir, *tiny_args), cwd=REPO_ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+  output = []
+  for line in process.stdout:
+    output.append(line)
+    if line.startswith("step 5/16"):
+      process.send_signal(signal.SIGTERM)
+  process.wait(timeout=600)
+  output = "".join(output)
+  assert process.returncode == 0, output
+  assert "Received SIGTERM: saved step" in output, output
+  stopped_at = int(output.split("Received SIGTERM: saved step ")[1].split()[0])
+  assert 5 <= stopped_at < 16
+  assert not (workdir / "final_metrics.json").exists()
+
+  result = _run(workdir, *tiny_args)
+  assert f"at step {stopped_at}" in result.stdout
+  resumed = _params(workdir, 16)
+  reference = _params(uninterrupted, 16)
+  jax.tree.map(np.testing.assert_array_equal, resumed, reference)
+
+
+def test_real_cifar10_smoke_run(cifar10_archive, tmp_path):
+  result = _run(tmp_path / "run",
+                f"--config.dataset.path={cifar10_archive}",
+                f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+                "--config.log_every_steps=1")
+  assert "Data: 1024 training examples used" in result.stdout
+  records = _records(tmp_path / "run")
+  evals = [r for r in records if "eval_accuracy" in r]
+  assert evals and evals[-1]["step"] == 12
+  trains = [r for r in records if "train_loss" in r]
+  # Zero-initialized head: uniform predictions at step 1, then learning.
+  assert trains[0]["train_loss"] == pytest.approx(math.log(10), 1e-4)
+  assert evals[-1]["eval_loss"] < math.log(10)
+  assert (tmp_path / "run" / "checkpoints" / "12").is_dir()
+
+
+# Errors a user gets, before any data is loaded or anything compiled.
+
+def _smoke(**overrides) -> ml_collections.ConfigDict:
+  config = cifar10.get_config("smoke")
+  config.update(overrides)
+  return config
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (dict(batch_size=12), "batch_size=12 is the global batch size and must be "
+     "a positive multiple of the 8 devices"),
+    (dict(eval_batch_size=0), "eval_batch_size=0"),
+    (dict(init="xavier"), "init='xavier' is not one of"),
+    (dict(total_steps=0, num_epochs=0.0), "Set num_epochs > 0"),
+    (dict(learning_rate=-1.0), "learning_rate=-1.0 must be > 0"),
+])
+def test_bad_config_is_rejected_with_a_fix(overrides, expected):
+  with pytest.raises(train.ConfigError, match=expected):
+    train.validate_config(_smoke(**overrides))
+
+
+def test_mimetic_with_both_pairs_disabled_is_rejected():
+  config = _smoke()
+  config.mimetic.qk = None
+  config.mimetic.vo = None
+  with pytest.raises(train.ConfigError, match="changes nothing"):
+    train.validate_config(config)
+
+
+def test_mimetic_strength_must_be_a_pair():
+  with pytest.raises(train.ConfigError, match=r"must be a pair"):
+    train.parse_strength((0.1, 0.2, 0.3), "mimetic.qk")
+  assert train.parse_strength((None,), "mimetic.qk") is None
+  assert train.parse_strength((0.7, -0.7), "mimetic.qk") == (0.7, -0.7)
+
+
+def test_batch_larger_than_training_set_is_rejected(image_folder, tmp_path):
+  result = _run(tmp_path, f"--config.dataset.path={image_folder}",
+                f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+                "--config.batch_size=256", check=False)
+  assert result.returncode != 0
+  assert "global batch size is larger than the training set" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_command_line_errors(tmp_path):
+  typo = _run(tmp_path, "--config.lerning_rate=1", check=False)
+  assert typo.returncode != 0 and "lerning_rate" in typo.stderr
+  missing = _run(tmp_path, f"--config.dataset.path={tmp_path / 'nowhere'}",
+                 check=False)
+  assert missing.returncode != 0
+  assert str(tmp_path / "nowhere") in missing.stderr
+  assert "Traceback" not in missing.stderr
+  assert not (tmp_path / "checkpoints").exists()
