@@ -89,6 +89,7 @@ def progress_line(step: int, total: int, epoch: float, metrics: dict,
   parts = [f"step {step}/{total}", f"epoch {epoch:.2f}"]
   for name, label, fmt in (("train_loss", "loss", ".4f"),
                            ("train_accuracy", "acc", ".3f"),
+                           ("train_perplexity", "ppl", ".2f"),
                            ("train_bits_per_byte", "bpb", ".3f"),
                            ("learning_rate", "lr", ".2e"),
                            ("items_per_second", f"{unit}/s", ".0f")):

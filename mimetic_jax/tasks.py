@@ -136,6 +136,9 @@ class LanguageModelling:
               "weight": shard(arrays.eval_mask.astype(np.float32))},
         info={"vocab_size": arrays.vocab_size,
               "eval_num_bytes": arrays.eval_num_bytes,
+              "eval_num_tokens": arrays.eval_num_tokens,
+              "tokens_per_byte": tokens_per_byte(
+                  arrays.train, arrays.tokenizer.token_num_bytes),
               "tokenizer": arrays.tokenizer})
 
   def make_model(self, data: Data) -> TransformerLM:
@@ -164,8 +167,34 @@ class LanguageModelling:
     }
 
   def items_per_example(self, data: Data) -> int:
-    del data
-    return self.config.seq_len
+    """Targets (tokens) per training window: `seq_len`."""
+    return data.train["tokens"].shape[1] - 1
+
+
+def tokens_per_byte(windows: np.ndarray, token_num_bytes: np.ndarray) -> float:
+  """Target tokens per UTF-8 byte of packed training windows.
+
+  Training losses are means over target tokens, so
+  `bits per byte = loss / ln(2) * tokens_per_byte`. Exactly 1.0 for the byte
+  tokenizer; below 1 for SentencePiece.
+
+  Args:
+    windows: int (N, seq_len + 1) windows; the targets are `windows[:, 1:]`.
+    token_num_bytes: int (vocab_size,) bytes each token id stands for.
+
+  Returns:
+    `N * seq_len / token_num_bytes[windows[:, 1:]].sum()`.
+  """
+  vocab_size = len(token_num_bytes)
+  # Counts over all tokens minus each window's first (not a target): no copy
+  # of the (possibly GB-sized) target array.
+  counts = (np.bincount(windows.ravel(), minlength=vocab_size) -
+            np.bincount(windows[:, 0], minlength=vocab_size))
+  num_bytes = int(counts @ np.asarray(token_num_bytes, np.int64))
+  if num_bytes <= 0:
+    raise ValueError("The training windows stand for no bytes of text; is "
+                     "the tokenizer's token_num_bytes table right?")
+  return windows.shape[0] * (windows.shape[1] - 1) / num_bytes
 
 
 def get_task(config: ml_collections.ConfigDict) -> Task:

@@ -230,6 +230,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         metrics["learning_rate"] = float(schedule(step - 1))
         metrics.update(meter.update(step))
         if "tokens_per_byte" in data.info:
+          metrics["train_perplexity"] = math.exp(min(metrics["train_loss"],
+                                                     700.0))
           metrics["train_bits_per_byte"] = (
               metrics["train_loss"] / math.log(2) * data.info["tokens_per_byte"])
         writer.write(step, metrics)
