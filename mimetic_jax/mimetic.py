@@ -20,7 +20,7 @@ Kernels follow Flax's layout (`nn.MultiHeadDotProductAttention`):
 query/key/value kernels are `(d, heads, head_dim)` (in, out) and the output
 kernel is `(heads, head_dim, d)`.
 
-Three entry points, all pure:
+Four entry points, all pure:
   * `mimetic_factors`: target -> factors for an explicit `Z` (for tests and
     for anyone who wants the raw math).
   * `attention_kernels`: the four coupled kernels of one attention layer.

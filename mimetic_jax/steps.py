@@ -130,12 +130,21 @@ def shard_map_over(mesh: jax.sharding.Mesh, per_device_fn, in_specs,
       donate_argnums=donate_argnums)
 
 
-def compile_train_step(mesh, *, task: Task, steps_per_epoch: int,
+def compile_train_step(mesh, *, task: Task, steps_per_epoch: int | None,
                        local_batch_size: int):
-  """`(state, train_data, key) -> (state, metrics)`; state is donated."""
-  fn = functools.partial(train_step_in_memory, task=task,
-                         steps_per_epoch=steps_per_epoch,
-                         local_batch_size=local_batch_size)
+  """`(state, data, key) -> (state, metrics)`; state is donated.
+
+  `data` is sharded over the mesh on its leading axis. In memory
+  (`steps_per_epoch` given) it is the whole training split, from which each
+  device draws its batch inside the step; streamed (`steps_per_epoch=None`)
+  it is this step's global batch.
+  """
+  if steps_per_epoch is None:
+    fn = functools.partial(train_step, task=task)
+  else:
+    fn = functools.partial(train_step_in_memory, task=task,
+                           steps_per_epoch=steps_per_epoch,
+                           local_batch_size=local_batch_size)
   P = jax.P
   return shard_map_over(mesh, fn, in_specs=(P(), P(AXIS), P()),
                         out_specs=(P(), P()), donate_argnums=(0,))

@@ -7,6 +7,7 @@ Scores are per item (per image, or per token) with a weight, so that padded
 evaluation examples count zero and sums over devices are exact.
 """
 
+from collections.abc import Iterator
 import dataclasses
 import math
 from typing import Any, Protocol
@@ -23,15 +24,39 @@ from mimetic_jax.models import TransformerLM, ViT, decode_variant
 Batch = dict[str, jax.Array]
 
 
+class Stream(Protocol):
+  """Host-side batches of a dataset too large for device memory.
+
+  Batches are this process's share: dicts of numpy arrays with a leading axis
+  of `local_batch_size` (examples per step on this process).
+  """
+
+  def train_batches(self, local_batch_size: int,
+                    seed: int) -> Iterator[dict[str, np.ndarray]]:
+    """Endless shuffled training batches, deterministic given `seed`."""
+
+  def eval_batches(self, local_batch_size: int
+                   ) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over the eval split; padding rows have `weight` 0."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Data:
-  """Arrays with a leading example axis; `eval` includes a float `weight`."""
+  """Arrays with a leading example axis; `eval` includes a float `weight`.
+
+  A streamed dataset has empty `train` / `eval`, a `stream`, and its global
+  split sizes in `info['num_train']` / `info['num_eval']`.
+  """
   train: dict[str, np.ndarray]
   eval: dict[str, np.ndarray]
   info: dict[str, Any]  # num_classes / vocab_size, eval_num_bytes, ...
+  stream: Stream | None = None
 
   @property
   def num_train(self) -> int:
+    """Training examples of this process (all of them when streamed)."""
+    if self.stream is not None:
+      return self.info["num_train"]
     return len(next(iter(self.train.values())))
 
 
@@ -66,6 +91,11 @@ class ImageClassification:
                 workdir: str) -> Data:
     del workdir
     from mimetic_jax.data import images  # Imports TensorFlow: keep it lazy.
+    if not self.config.dataset.in_memory:
+      info = images.stream_info(self.config.dataset)
+      return Data(train={}, eval={}, info=dataclasses.asdict(info),
+                  stream=ImageStream(self.config.dataset, process_index,
+                                     process_count))
     arrays = images.load_arrays(self.config.dataset,
                                 process_index=process_index,
                                 process_count=process_count)
@@ -86,7 +116,9 @@ class ImageClassification:
                dtype=_model_dtype(m.dtype), **arch)
 
   def dummy_inputs(self, data: Data) -> jax.Array:
-    return jnp.zeros((1,) + data.eval["image"].shape[1:], jnp.float32)
+    size = self.config.dataset.image_size  # Streams decode to RGB.
+    shape = data.eval["image"].shape[1:] if data.eval else (size, size, 3)
+    return jnp.zeros((1,) + shape, jnp.float32)
 
   def inputs(self, batch: Batch, key: jax.Array, *, train: bool) -> jax.Array:
     images = batch["image"].astype(jnp.float32) / 255.0
@@ -112,6 +144,34 @@ class ImageClassification:
   def items_per_example(self, data: Data) -> int:
     del data
     return 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageStream:
+  """`Stream` of a tfds image dataset: host-side decode, crop and flip."""
+  dataset_config: ml_collections.ConfigDict
+  process_index: int
+  process_count: int
+
+  def _batches(self, **kwargs):
+    from mimetic_jax.data import images  # Imports TensorFlow: keep it lazy.
+    return images.make_streaming_iterator(
+        self.dataset_config, image_size=self.dataset_config.image_size,
+        process_index=self.process_index, process_count=self.process_count,
+        **kwargs)
+
+  def train_batches(self, local_batch_size: int, seed: int):
+    for batch in self._batches(split=self.dataset_config.train_split,
+                               local_batch_size=local_batch_size, train=True,
+                               seed=seed):
+      yield {"image": batch["image"], "label": batch["label"]}
+
+  def eval_batches(self, local_batch_size: int):
+    for batch in self._batches(split=self.dataset_config.eval_split,
+                               local_batch_size=local_batch_size, train=False,
+                               seed=0):
+      yield {"image": batch["image"], "label": batch["label"],
+             "weight": batch["mask"].astype(np.float32)}
 
 
 @dataclasses.dataclass

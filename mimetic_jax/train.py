@@ -3,13 +3,18 @@
 Data-parallel over every device: a 1-D mesh with axis `steps.AXIS`, train
 state replicated, small datasets resident in device memory and sharded over
 the mesh, each device drawing its own batches from its shard inside the
-jitted step. Evaluation scores the whole eval split exactly once (padded and
+jitted step; large ones (`dataset.in_memory=False`, e.g. ImageNet) stream
+from tfds, decoded and cropped on the host, each process reading its own
+shard. Evaluation scores the whole eval split exactly once (padded and
 masked). Checkpoints are saved periodically, at the end and on SIGTERM /
 Ctrl-C, and a rerun in the same workdir resumes from the latest one.
 """
 
+import functools
+import itertools
 import json
 import math
+import operator
 import os
 import time
 from typing import Any
@@ -103,6 +108,72 @@ def _pad_eval(arrays: dict[str, np.ndarray], multiple: int):
           for name, x in arrays.items()}
 
 
+def _in_memory_feed(mesh, task, data, state, key, *, config,
+                    steps_per_epoch, first_step):
+  """Places the data on device and compiles the steps for it.
+
+  Returns `(train_inputs, train_fn, eval_sums)`: `train_fn(state,
+  train_inputs(), key)` is one step (the batch is drawn on device from the
+  resident training split), `eval_sums(params)` the summed eval scores.
+  """
+  del first_step  # The step number alone says where the data stands.
+  num_local_devices = jax.local_device_count()
+  local_batch = config.batch_size // jax.device_count()
+  local_eval_batch = config.eval_batch_size // jax.device_count()
+  per_device = data.num_train // num_local_devices
+  train_data = _device_put_sharded(
+      mesh, {k: v[:per_device * num_local_devices]
+             for k, v in data.train.items()})
+  eval_data = _device_put_sharded(
+      mesh, _pad_eval(data.eval, num_local_devices * local_eval_batch))
+  train_fn = steps.compile_train_step(
+      mesh, task=task, steps_per_epoch=steps_per_epoch,
+      local_batch_size=local_batch).lower(state, train_data, key).compile()
+  eval_fn = steps.compile_eval(
+      mesh, apply_fn=state.apply_fn, task=task,
+      local_batch_size=local_eval_batch).lower(state.params,
+                                               eval_data).compile()
+  return lambda: train_data, train_fn, lambda p: eval_fn(p, eval_data)
+
+
+def _streamed_feed(mesh, task, data, state, key, *, config, steps_per_epoch,
+                   first_step):
+  """Host-side batches from `data.stream`; same interface as
+  `_in_memory_feed`, but `train_inputs()` is the next global batch.
+
+  A resumed run reshuffles the stream with a seed derived from (seed, step)
+  rather than replaying it to the exact position (which for ImageNet would
+  mean reading every earlier example again).
+  """
+  del steps_per_epoch
+  process_count = jax.process_count()
+  seed = int(np.random.SeedSequence([config.seed, first_step])
+             .generate_state(1)[0])
+  batches = data.stream.train_batches(config.batch_size // process_count,
+                                      seed)
+  global_batches = map(functools.partial(_device_put_sharded, mesh), batches)
+  first_batch = next(global_batches)  # Compiled for, then trained on first.
+  train_fn = steps.compile_train_step(
+      mesh, task=task, steps_per_epoch=None,
+      local_batch_size=config.batch_size // jax.device_count()).lower(
+          state, first_batch, key).compile()
+  eval_fn = steps.compile_eval(
+      mesh, apply_fn=state.apply_fn, task=task,
+      local_batch_size=config.eval_batch_size // jax.device_count())
+
+  def eval_sums(params):
+    total = None
+    for batch in data.stream.eval_batches(config.eval_batch_size //
+                                          process_count):
+      sums = eval_fn(params, _device_put_sharded(mesh, batch))
+      total = sums if total is None else jax.tree.map(operator.add, total,
+                                                      sums)
+    return total
+
+  train_iterator = itertools.chain([first_batch], global_batches)
+  return functools.partial(next, train_iterator), train_fn, eval_sums
+
+
 def _check_train_size(num_local: int, local_batch: int, process_count: int):
   if num_local < local_batch:
     raise ConfigError(
@@ -127,25 +198,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   num_devices, num_local_devices = jax.device_count(), jax.local_device_count()
   mesh = jax.make_mesh((num_devices,), (steps.AXIS,))
   local_batch = config.batch_size // num_devices
-  local_eval_batch = config.eval_batch_size // num_devices
 
   start = time.perf_counter()
   data = task.load_data(process_index=jax.process_index(),
                         process_count=jax.process_count(), workdir=workdir)
+  streamed = data.stream is not None
   # Every device gets the same number of training examples.
-  per_device = data.num_train // num_local_devices
+  per_device = data.num_train // (num_devices if streamed
+                                  else num_local_devices)
   _check_train_size(per_device, local_batch, jax.process_count())
-  train_np = {k: v[:per_device * num_local_devices]
-              for k, v in data.train.items()}
-  eval_np = _pad_eval(data.eval, num_local_devices * local_eval_batch)
   steps_per_epoch = per_device // local_batch
   total_steps = config.total_steps or math.ceil(config.num_epochs *
                                                 steps_per_epoch)
   warmup_steps = round(config.warmup_epochs * steps_per_epoch)
   eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
+  num_eval = (data.info["num_eval"] if streamed else
+              int(data.eval["weight"].sum()) * jax.process_count())
   log(f"Data: {per_device * num_devices} training examples used "
       f"({steps_per_epoch} steps of {config.batch_size} per epoch), "
-      f"{int(data.eval['weight'].sum()) * jax.process_count()} eval items; "
+      f"{num_eval} eval items{' (streamed)' if streamed else ''}; "
       f"loaded in {time.perf_counter() - start:.1f}s. {total_steps} steps on "
       f"{num_devices} x {jax.devices()[0].device_kind}.")
 
@@ -179,26 +250,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     log(f"Initialized {type(model).__name__} ({num_params:,} params) with "
         f"init={config.init!r}.")
 
-  train_data = _device_put_sharded(mesh, train_np)
-  eval_data = _device_put_sharded(mesh, eval_np)
+  first_step = step = int(state.step)
   start = time.perf_counter()
-  train_fn = steps.compile_train_step(
-      mesh, task=task, steps_per_epoch=steps_per_epoch,
-      local_batch_size=local_batch).lower(state, train_data, key).compile()
-  eval_fn = steps.compile_eval(
-      mesh, apply_fn=model.apply, task=task,
-      local_batch_size=local_eval_batch).lower(state.params,
-                                               eval_data).compile()
+  make_feed = _streamed_feed if streamed else _in_memory_feed
+  train_inputs, train_fn, eval_sums = make_feed(
+      mesh, task, data, state, key, config=config,
+      steps_per_epoch=steps_per_epoch, first_step=first_step)
   log(f"Compiled train and eval steps in {time.perf_counter() - start:.1f}s.")
 
   writer = metric_logging.MetricWriter(workdir, enabled=is_main)
   items_per_step = config.batch_size * task.items_per_example(data)
-  first_step = step = int(state.step)
   meter = metric_logging.Throughput(step, total_steps, items_per_step)
 
   def evaluate(step: int) -> dict[str, float]:
     tic = time.perf_counter()
-    sums = jax.device_get(eval_fn(state.params, eval_data))
+    sums = jax.device_get(eval_sums(state.params))
     metrics = tasks.summarize_eval({k: float(v) for k, v in sums.items()},
                                    data)
     if config.attention_stats:
@@ -215,7 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   eval_metrics = {}
   with checkpointing.StopSignal() as stop:
     while step < total_steps:
-      state, train_metrics = train_fn(state, train_data, key)
+      state, train_metrics = train_fn(state, train_inputs(), key)
       step += 1
       if step % config.log_every_steps == 0 or step == total_steps:
         metrics = jax.device_get(train_metrics)

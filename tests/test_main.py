@@ -121,6 +121,31 @@ def test_rerun_resumes_instead_of_retraining(finished_run, tiny_args):
   assert after == before  # No step was trained again.
 
 
+def test_streamed_run_trains_evaluates_and_resumes(tiny_args, tmp_path):
+  """`dataset.in_memory=False` (the ImageNet path): host-side tf.data batches
+  (random-resized crop + flip) through the same step, eval over the whole
+  split once, checkpoint and resume."""
+  streamed = tiny_args + ("--config.dataset.in_memory=false",
+                          "--config.total_steps=8")
+  workdir = tmp_path / "streamed"
+  result = _run(workdir, *streamed)
+  assert "24 eval items (streamed)" in result.stdout
+  records = _records(workdir)
+  assert [r["step"] for r in records if "train_loss" in r] == list(range(1, 9))
+  (first_eval, final_eval) = [r for r in records if "eval_accuracy" in r]
+  assert (first_eval["step"], final_eval["step"]) == (6, 8)
+  assert records[0]["train_loss"] == pytest.approx(math.log(3), 1e-4)
+  assert final_eval["eval_loss"] < math.log(3)
+  # Evaluation covers every test image exactly once: accuracies are k / 24.
+  assert (final_eval["eval_accuracy"] * 24) == pytest.approx(
+      round(final_eval["eval_accuracy"] * 24), abs=1e-4)
+
+  result = _run(workdir, *streamed[:-1], "--config.total_steps=10")
+  assert "Resumed from" in result.stdout and "at step 8" in result.stdout
+  assert [r["step"] for r in _records(workdir) if "train_loss" in r
+         ] == list(range(1, 11))
+
+
 def test_preempted_run_resumes_to_identical_params(finished_run, tiny_args,
                                                    tmp_path):
   """SIGTERM mid-run saves; rerunning finishes with bit-identical params."""

@@ -312,6 +312,35 @@ def load_arrays(
       class_names=tuple(label_feature.names))
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamInfo:
+  """What the trainer needs to know of a streamed dataset before it starts.
+
+  Attributes:
+    num_train, num_eval: examples in the (possibly limited) train and eval
+      splits, over all processes.
+    num_classes: number of classes.
+    class_names: the class names, indexed by label.
+  """
+  num_train: int
+  num_eval: int
+  num_classes: int
+  class_names: tuple[str, ...]
+
+
+def stream_info(dataset_config: ml_collections.ConfigDict) -> StreamInfo:
+  """Split sizes and classes of `dataset_config`, without reading images."""
+  builder = get_builder(dataset_config)
+  sizes = [
+      builder.info.splits[_split_expression(builder, split, limit)].num_examples
+      for split, limit in ((dataset_config.train_split,
+                            dataset_config.max_train_examples),
+                           (dataset_config.eval_split,
+                            dataset_config.max_eval_examples))]
+  label_feature = builder.info.features["label"]
+  return StreamInfo(num_train=sizes[0], num_eval=sizes[1],
+                    num_classes=label_feature.num_classes,
+                    class_names=tuple(label_feature.names))
 
 
 def _random_resized_crop(
