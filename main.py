@@ -34,7 +34,8 @@ def main(argv):
   # TensorFlow (used by tfds for input) must never grab an accelerator.
   from mimetic_jax.data import hide_accelerators_from_tensorflow
   hide_accelerators_from_tensorflow()
-  from mimetic_jax import train  # Imports JAX after TF is told to keep off.
+  import jax  # After TF is told to keep off accelerators.
+  from mimetic_jax import train
   from mimetic_jax.data.images import DatasetUnavailableError
 
   config = _CONFIG.value
@@ -47,6 +48,16 @@ def main(argv):
   except (train.ConfigError, DatasetUnavailableError, FileNotFoundError) as e:
     # A mistake in the command, not in the code: the message says the fix.
     sys.exit(f"Error: {e}")
+  except jax.errors.JaxRuntimeError as e:
+    if "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    sys.exit(
+        f"Error: out of memory on {jax.devices()[0].device_kind} "
+        f"({str(e).splitlines()[0][:200]}). The model, batch and "
+        f"activations do not fit: lower --config.batch_size (global; now "
+        f"{config.batch_size}), use --config.model.dtype=bfloat16 on an "
+        "accelerator, or add devices. Checkpoints already saved in the "
+        "workdir are kept; rerunning resumes from the latest.")
 
 
 if __name__ == "__main__":

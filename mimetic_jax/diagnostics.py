@@ -1,14 +1,36 @@
-"""Summary numbers of the attention structure mimetic init imitates.
+"""The attention structure mimetic init imitates, measured on any params tree.
 
-Per attention block: the mean diagonal of `W_q^h (W_k^h)^T` (averaged over
-heads) and of `W_v W_o`, and the mean absolute off-diagonal entry of each,
-so a user can watch the structure evolve during training.
+Per attention layer: the per-head products `W_q^h (W_k^h)^T` and the layer's
+`W_v W_o`, and summary numbers of them (mean diagonal entry and mean absolute
+off-diagonal entry), so a user can watch the structure evolve during training
+(the trainer logs `attention_summary` at every evaluation) or draw it
+(`pictures.py`).
+
+Blocks are found by `mimetic.find_attention_blocks` (the naming of
+`nn.MultiHeadDotProductAttention`). Kernels follow Flax's layout: query, key
+and value `(..., d, heads, head_dim)`, out `(..., heads, head_dim, d)`, where
+`...` are leading axes stacked by `nn.scan` (one index per layer; empty for
+ordinary layers). Boxed params (`nn.Partitioned`, ...) are unboxed.
+
+Layer names: the block's path joined by '/' (`encoderblock_0/attention`),
+with the index along the stacked axes appended for scanned layers
+(`stack/attn/0`, `stack/attn/1`, ...). Layers are ordered by path with numbers
+compared as numbers, so `block_10` follows `block_9` even when a restored
+checkpoint has sorted its keys alphabetically.
 """
 
+from collections.abc import Iterator
+import itertools
+import re
+from typing import Any
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from mimetic_jax import mimetic
+
+STAT_NAMES = ("qk_diag", "qk_offdiag", "vo_diag", "vo_offdiag")
 
 
 def _get(tree, path):
@@ -17,43 +39,121 @@ def _get(tree, path):
   return tree
 
 
-def block_products(block) -> tuple[jax.Array, jax.Array]:
-  """`(qk, vo)`: `(heads, d, d)` per-head `W_q^h W_k^hT` and `(d, d)` `W_v W_o`
-  for one unstacked attention block."""
-  q, k = block["query"]["kernel"], block["key"]["kernel"]
-  v, o = block["value"]["kernel"], block["out"]["kernel"]
-  qk = jnp.einsum("dhk,ehk->hde", q, k)
-  vo = jnp.einsum("dhk,hke->de", v, o)
+def layer_sort_key(name: str) -> tuple:
+  """Sort key for layer names comparing digit runs as numbers: `b_2` <
+  `b_10`."""
+  return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+               for part in re.split(r"(\d+)", name) if part)
+
+
+def _kernel(block, role: str) -> jax.Array:
+  return nn.meta.unbox(block[role]["kernel"])
+
+
+@jax.jit
+def _products(q, k, v, o) -> tuple[jax.Array, jax.Array]:
+  qk = jnp.einsum("...dhk,...ehk->...hde", q, k)
+  vo = jnp.einsum("...dhk,...hke->...de", v, o)
   return qk, vo
 
 
+def block_products(block) -> tuple[jax.Array, jax.Array]:
+  """`(qk, vo)` of one attention block, stacked or not, boxed or not.
+
+  Args:
+    block: a mapping with `query`, `key`, `value` and `out`, each holding a
+      `kernel` (plain array or boxed).
+
+  Returns:
+    `qk`: `(..., heads, d, d)`, `qk[..., h, :, :] = W_q^h (W_k^h)^T` with
+      `W_q^h = query_kernel[..., :, h, :]` (`(d, head_dim)`).
+    `vo`: `(..., d, d)`, `W_v W_o` with `W_v` the value kernel reshaped to
+      `(d, heads * head_dim)` and `W_o` the out kernel reshaped to
+      `(heads * head_dim, d)`.
+    `...` are the block's leading (scan) axes. Computed in float32.
+  """
+  q, k, v, o = (_kernel(block, role).astype(jnp.float32)
+                for role in mimetic.ROLES)
+  return _products(q, k, v, o)
+
+
+def _layers(params) -> Iterator[tuple[str, Any, tuple[int, ...]]]:
+  """`(name, block, index)` per layer, in natural order of names."""
+  layers = []
+  for path in mimetic.find_attention_blocks(params):
+    block = _get(params, path)
+    name = "/".join(path)
+    lead = _kernel(block, "query").shape[:-3]
+    for index in itertools.product(*(range(n) for n in lead)):
+      layers.append(("/".join((name,) + tuple(map(str, index))), block, index))
+  return iter(sorted(layers, key=lambda layer: layer_sort_key(layer[0])))
+
+
+def _layer_block(block, index: tuple[int, ...]):
+  """One layer's kernels (leading `index` applied), unboxed."""
+  return {role: {"kernel": _kernel(block, role)[index]}
+          for role in mimetic.ROLES}
+
+
+def attention_products(params) -> dict[str, dict[str, jax.Array]]:
+  """Per attention layer, `{'qk': (heads, d, d), 'vo': (d, d)}` in float32.
+
+  Args:
+    params: a Flax params tree (the `params` collection), plain or boxed,
+      with ordinary or `nn.scan`-stacked attention blocks.
+
+  Returns:
+    An ordered dict from layer name (see the module docstring) to that
+    layer's products: `qk[h] = W_q^h (W_k^h)^T` and `vo = W_v W_o`. Empty
+    when `params` holds no attention block.
+  """
+  products = {}
+  for name, block, index in _layers(params):
+    qk, vo = block_products(_layer_block(block, index))
+    products[name] = {"qk": qk, "vo": vo}
+  return products
+
+
+@jax.jit
 def _diag_and_off(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Mean diagonal entry and mean |off-diagonal| entry of `(..., d, d)`,
+  averaged over the leading axes (heads)."""
   d = matrix.shape[-1]
-  diag = jnp.diagonal(matrix, axis1=-2, axis2=-1).mean()
-  off = (jnp.abs(matrix).sum((-2, -1)) - jnp.abs(
-      jnp.diagonal(matrix, axis1=-2, axis2=-1)).sum(-1)).mean() / (d * d - d)
-  return diag, off
+  diagonal = jnp.diagonal(matrix, axis1=-2, axis2=-1)
+  off = (jnp.abs(matrix).sum((-2, -1)) - jnp.abs(diagonal).sum(-1)).mean()
+  return diagonal.mean(), off / max(d * d - d, 1)
+
+
+def matrix_stats(matrix: jax.Array) -> tuple[float, float]:
+  """`(mean diagonal, mean |off-diagonal|)` of `(..., d, d)` matrices,
+  averaged over the leading axes."""
+  diag, off = _diag_and_off(jnp.asarray(matrix, jnp.float32))
+  return float(diag), float(off)
 
 
 def attention_stats(params) -> dict[str, float]:
-  """`{'<block path>/qk_diag': ..., '/qk_offdiag', '/vo_diag', '/vo_offdiag'}`
-  for every (unstacked) attention block in `params`."""
+  """`{'<layer>/qk_diag', '<layer>/qk_offdiag', '<layer>/vo_diag',
+  '<layer>/vo_offdiag'}` for every attention layer of `params`.
+
+  QK numbers are averaged over heads. Layers are computed one at a time, so
+  memory stays at one layer's products.
+  """
   stats = {}
-  for path in mimetic.find_attention_blocks(params):
-    qk, vo = block_products(_get(params, path))
-    name = "/".join(path)
+  for name, block, index in _layers(params):
+    qk, vo = block_products(_layer_block(block, index))
     for label, matrix in (("qk", qk), ("vo", vo)):
-      diag, off = _diag_and_off(matrix)
-      stats[f"{name}/{label}_diag"] = float(diag)
-      stats[f"{name}/{label}_offdiag"] = float(off)
+      diag, off = matrix_stats(matrix)
+      stats[f"{name}/{label}_diag"] = diag
+      stats[f"{name}/{label}_offdiag"] = off
   return stats
 
 
 def attention_summary(params) -> dict[str, float]:
-  """Per-layer stats plus their means over layers (`attn_qk_diag`, ...)."""
+  """Per-layer stats plus their means over layers (`attn_qk_diag`,
+  `attn_qk_offdiag`, `attn_vo_diag`, `attn_vo_offdiag`)."""
   stats = attention_stats(params)
   summary = dict(stats)
-  for suffix in ("qk_diag", "qk_offdiag", "vo_diag", "vo_offdiag"):
+  for suffix in STAT_NAMES:
     values = [v for k, v in stats.items() if k.endswith("/" + suffix)]
     if values:
       summary[f"attn_{suffix}"] = sum(values) / len(values)
