@@ -43,7 +43,20 @@ def get_config(preset: str = ""):
     config.log_every_steps = 4
     config.eval_every_epochs = 0.5
     config.checkpoint_every_steps = 6
+  elif preset == "cpu":
+    config.model.variant = ""
+    config.model.update(width=192, depth=6, mlp_dim=768, num_heads=3,
+                        patch_size=4)
+    config.dataset.max_train_examples = 10_000
+    config.dataset.max_eval_examples = 2_500
+    config.batch_size = 128
+    config.num_epochs = 4.0
+    config.warmup_epochs = 0.5
+    config.learning_rate = 1e-3
+    config.log_every_steps = 20
+    config.eval_every_epochs = 1.0
+    config.checkpoint_every_steps = 100
   elif preset:
-    raise ValueError(f"Unknown preset {preset!r} for cifar10.py; use '' or "
-                     "'smoke'.")
+    raise ValueError(f"Unknown preset {preset!r} for cifar10.py; use '', "
+                     "'smoke' or 'cpu'.")
   return config
