@@ -1,6 +1,7 @@
 """How long `mimetic_params` takes on real model shapes.
 
     python benchmarks/mimetic_params_speed.py [--models vit_ti2,vit_b16,lm_2048]
+    python benchmarks/mimetic_params_speed.py --models lm_2048_1layer
 
 For each model: builds its params tree (zeros of the real shapes: the values
 do not matter to the cost, which is one SVD per head per layer for QK and one
@@ -25,6 +26,12 @@ MODELS = {
     "lm_2048": (lambda: TransformerLM(vocab_size=256, width=2048, depth=24,
                                       num_heads=16, max_len=8),
                 jnp.zeros((1, 8), jnp.int32)),
+    # One layer of lm_2048: the cost is the same per layer (17 SVDs of
+    # 2048 x 2048), so this prices the full model quickly on a slow CPU.
+    "lm_2048_1layer": (lambda: TransformerLM(vocab_size=256, width=2048,
+                                             depth=1, num_heads=16,
+                                             max_len=8),
+                       jnp.zeros((1, 8), jnp.int32)),
 }
 
 
@@ -42,14 +49,15 @@ def time_model(name: str, repeats: int) -> None:
   for i in range(repeats):
     jax.block_until_ready(transform(jax.random.key(i + 1), params))
   steady = (time.perf_counter() - start) / repeats
-  print(f"{name:8s} params={num / 1e6:8.1f}M  first call (compile+run) "
+  print(f"{name:14s} params={num / 1e6:8.1f}M  first call (compile+run) "
         f"{first:7.2f} s  steady {steady:7.2f} s  [{jax.devices()[0]}]",
         flush=True)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--models", default=",".join(MODELS))
+  parser.add_argument("--models", default="vit_ti2,vit_b16,lm_2048",
+                      help=f"comma-separated, from {sorted(MODELS)}")
   parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
   for name in args.models.split(","):

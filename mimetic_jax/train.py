@@ -211,6 +211,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   total_steps = config.total_steps or math.ceil(config.num_epochs *
                                                 steps_per_epoch)
   warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+  if warmup_steps >= total_steps:
+    log(f"Warning: the warm-up ({config.warmup_epochs} epochs = "
+        f"{warmup_steps} steps) is not shorter than the run ({total_steps} "
+        "steps), so the learning rate never reaches learning_rate="
+        f"{config.learning_rate}. For a short run set e.g. --config."
+        f"warmup_epochs={0.1 * total_steps / steps_per_epoch:.3g}.")
   eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
   num_eval = (data.info["num_eval"] if streamed else
               int(data.eval["weight"].sum()) * jax.process_count())
