@@ -11,7 +11,9 @@ from configs import image_base
 
 
 def get_config(preset: str = ""):
-  del preset
+  if preset:
+    raise ValueError(f"configs/svhn.py has no presets (got {preset!r}); "
+                     "see configs/cifar10.py:smoke for a quick run.")
   config = image_base.get_base_config()
   config.dataset.name = "svhn_cropped"
   return config

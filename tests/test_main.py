@@ -6,6 +6,7 @@ tiny generated image folder so they run anywhere; one run on the real
 CIFAR-10 archive checks the same on real images when it is present.
 """
 
+import importlib
 import json
 import math
 import os
@@ -188,6 +189,41 @@ def test_real_cifar10_smoke_run(cifar10_archive, tmp_path):
   assert trains[0]["train_loss"] == pytest.approx(math.log(10), 1e-4)
   assert evals[-1]["eval_loss"] < math.log(10)
   assert (tmp_path / "run" / "checkpoints" / "12").is_dir()
+
+
+IMAGE_CONFIGS = [("cifar10", ""), ("cifar10", "smoke"), ("cifar10", "cpu"),
+                 ("cifar100", ""), ("svhn", ""), ("imagenet", "")]
+CONTRACT_KEYS = ("init", "mimetic.qk", "mimetic.vo", "model.variant",
+                 "dataset.name", "dataset.data_dir", "dataset.path",
+                 "batch_size", "num_epochs", "total_steps", "seed",
+                 "learning_rate", "weight_decay")
+
+
+@pytest.mark.parametrize("name, preset", IMAGE_CONFIGS)
+def test_image_configs_hold_the_user_facing_keys(name, preset):
+  module = importlib.import_module(f"configs.{name}")
+  config = module.get_config(preset)
+  for key in CONTRACT_KEYS:
+    node = config
+    for part in key.split("."):
+      assert part in node, f"configs/{name}.py:{preset} lacks {key}"
+      node = node[part]
+  assert module.__doc__ and "python main.py" in module.__doc__
+  assert "Hardware" in module.__doc__ and "Expected" in module.__doc__
+  with pytest.raises(ValueError, match="preset"):
+    module.get_config("no-such-preset")
+
+
+def test_paper_recipe_is_the_cifar10_default():
+  config = cifar10.get_config()
+  assert (config.model.variant, config.model.pool, config.model.posemb) == (
+      "Ti/2", "token", "sincos2d")
+  assert (config.batch_size, config.learning_rate, config.weight_decay,
+          config.num_epochs) == (512, 3e-3, 0.01, 100.0)
+  assert config.init == "mimetic"
+  assert tuple(config.mimetic.qk) == (0.7, 0.7)
+  assert tuple(config.mimetic.vo) == (0.4, -0.4)
+  assert config.augment.randaugment_num_ops > 0 and config.augment.cutout_size
 
 
 # Errors a user gets, before any data is loaded or anything compiled.
