@@ -6,7 +6,8 @@ key below is part of the user-facing contract (`--config.KEY=VALUE`).
 """
 
 import ml_collections
-from ml_collections import config_dict
+
+from configs import common
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -15,15 +16,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.task = "image"
   config.seed = 0
 
-  # 'mimetic', 'default' (Xavier attention/MLP kernels) or 'trunc_normal'.
-  config.init = "mimetic"
-  config.mimetic = ml_collections.ConfigDict()
-  # (alpha, signed beta); None disables that pair (QK-only / VO-only).
-  config.mimetic.qk = config_dict.placeholder(tuple)
-  config.mimetic.qk = (0.7, 0.7)
-  config.mimetic.vo = config_dict.placeholder(tuple)
-  config.mimetic.vo = (0.4, -0.4)
-  config.mimetic.distribution = "normal"  # or 'uniform' (same variance).
+  common.init_config(config)  # init, mimetic.{qk,vo,distribution}.
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "vit"

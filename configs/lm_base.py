@@ -22,7 +22,8 @@ the sign of beta is the sign of the identity term.
 """
 
 import ml_collections
-from ml_collections import config_dict
+
+from configs import common
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -31,15 +32,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.task = "lm"
   config.seed = 0
 
-  # 'mimetic', 'default' (Xavier attention/MLP kernels) or 'trunc_normal'.
-  config.init = "mimetic"
-  config.mimetic = ml_collections.ConfigDict()
-  # (alpha, signed beta); None disables that pair (QK-only / VO-only).
-  config.mimetic.qk = config_dict.placeholder(tuple)
-  config.mimetic.qk = (0.7, 0.7)
-  config.mimetic.vo = config_dict.placeholder(tuple)
-  config.mimetic.vo = (0.4, -0.4)
-  config.mimetic.distribution = "normal"  # or 'uniform' (same variance).
+  common.init_config(config)  # init, mimetic.{qk,vo,distribution}.
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "lm"
@@ -90,3 +83,19 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.max_to_keep = 2
   config.attention_stats = True  # Log mean QK / VO diagonals at eval.
   return config
+
+
+def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
+  """The `:smoke` preset's model and schedule: seconds on a CPU, one eval at
+  the end, a checkpoint half way. Checks the plumbing, not the method."""
+  config.model.update(width=32, depth=2, num_heads=2, mlp_dim=64,
+                      dtype="float32")
+  config.seq_len = 32
+  config.batch_size = 16
+  config.eval_batch_size = 512
+  config.total_steps = 12
+  config.warmup_epochs = 0.0
+  config.learning_rate = 3e-3
+  config.log_every_steps = 4
+  config.eval_every_epochs = 1000.0  # Evaluate once, at the end.
+  config.checkpoint_every_steps = 6

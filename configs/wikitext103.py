@@ -69,17 +69,7 @@ def get_config(preset: str = ""):
     config.dataset.train_split = "validation"
     config.dataset.eval_split = "test"
     config.dataset.vocab_size = 1024
-    config.model.update(width=32, depth=2, num_heads=2, mlp_dim=64,
-                        dtype="float32")
-    config.seq_len = 32
-    config.batch_size = 16
-    config.eval_batch_size = 512
-    config.total_steps = 12
-    config.warmup_epochs = 0.0
-    config.learning_rate = 3e-3
-    config.log_every_steps = 4
-    config.eval_every_epochs = 1000.0  # Evaluate once, at the end.
-    config.checkpoint_every_steps = 6
+    lm_base.shrink_to_smoke(config)
   elif preset:
     raise ValueError(f"Unknown preset {preset!r} for wikitext103.py; use '' "
                      "or 'smoke'.")

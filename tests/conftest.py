@@ -13,6 +13,8 @@ import pathlib
 os.environ["XLA_FLAGS"] = " ".join(filter(None, [
     os.environ.get("XLA_FLAGS"), "--xla_force_host_platform_device_count=8"]))
 
+import numpy as np  # pylint: disable=g-import-not-at-top
+import PIL.Image  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,3 +47,21 @@ def tinyshakespeare_dir() -> pathlib.Path:
 def wikitext2_dir() -> pathlib.Path:
   """Folder holding WikiText-2's `valid.txt` and `test.txt`."""
   return _shared_file("wikitext-2/valid.txt").parent
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory) -> pathlib.Path:
+  """<root>/{train,test}/<colour>/i.png: 16x16 noisy images whose dominant
+  colour channel is the class (3 classes; 96 training, 24 test images), so
+  a tiny ViT learns them in a few steps. Needs no shared data."""
+  root = tmp_path_factory.mktemp("images")
+  rng = np.random.default_rng(0)
+  for split, count in (("train", 32), ("test", 8)):
+    for label, name in enumerate(("red", "green", "blue")):
+      (root / split / name).mkdir(parents=True)
+      for i in range(count):
+        pixels = rng.integers(0, 96, (16, 16, 3))
+        pixels[..., label] += 150
+        PIL.Image.fromarray(pixels.astype(np.uint8)).save(
+            root / split / name / f"{i}.png")
+  return root

@@ -19,8 +19,6 @@ import subprocess
 import sys
 import types
 
-import numpy as np
-import PIL.Image
 import pytest
 
 from mimetic_jax import compare
@@ -480,23 +478,6 @@ def _snapshot(workdir: pathlib.Path) -> dict[str, bytes]:
       workdir / run / name for run in RUNS
       for name in ("metrics.jsonl", "config.json", "final_metrics.json")]
   return {str(f.relative_to(workdir)): f.read_bytes() for f in files}
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> pathlib.Path:
-  """<root>/{train,test}/<colour>/i.png: 16x16 noisy images whose dominant
-  colour channel is the class (3 classes; 96 training, 24 test images)."""
-  root = tmp_path_factory.mktemp("images")
-  rng = np.random.default_rng(0)
-  for split, count in (("train", 32), ("test", 8)):
-    for label, name in enumerate(("red", "green", "blue")):
-      (root / split / name).mkdir(parents=True)
-      for i in range(count):
-        pixels = rng.integers(0, 96, (16, 16, 3))
-        pixels[..., label] += 150
-        PIL.Image.fromarray(pixels.astype(np.uint8)).save(
-            root / split / name / f"{i}.png")
-  return root
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import pytest
 from mimetic_jax import diagnostics
 from mimetic_jax import mimetic
 from mimetic_jax.models import ViT, initialize
-
-D, HEADS = 32, 4
+from test_mimetic import D, HEADS, ScannedModel  # Scanned MHA stack, d=32.
 
 
 def numpy_products(block):
@@ -51,24 +50,6 @@ class TwoLayers(nn.Module):
       x = x + nn.MultiHeadDotProductAttention(
           num_heads=HEADS, name=f"attn{i}", **kwargs)(x, x)
     return x
-
-
-class ScannedBlock(nn.Module):
-  @nn.compact
-  def __call__(self, x, _):
-    y = nn.MultiHeadDotProductAttention(num_heads=HEADS, name="attn")(x, x)
-    return x + nn.Dense(D, name="mlp")(y), None
-
-
-class ScannedModel(nn.Module):
-  """Layers stacked with nn.scan: kernels get a leading layer axis."""
-  layers: int = 3
-
-  @nn.compact
-  def __call__(self, x):
-    stack = nn.scan(ScannedBlock, variable_axes={"params": 0},
-                    split_rngs={"params": True}, length=self.layers)
-    return stack(name="stack")(x, None)[0]
 
 
 def init(model, seed=0):

@@ -19,14 +19,12 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-import PIL.Image
 import pytest
 
 from configs import cifar10
 from mimetic_jax import train
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-CLASSES = ("red", "green", "blue")
 # 8 devices x 2 images per step; 96 training images = 6 steps per epoch.
 TINY_OVERRIDES = (
     "--config.dataset.image_size=16", "--config.model.patch_size=4",
@@ -60,23 +58,6 @@ def _params(workdir, step: int):
   path = pathlib.Path(workdir) / "checkpoints" / str(step) / "default"
   with ocp.StandardCheckpointer() as checkpointer:
     return checkpointer.restore(path)["params"]
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> pathlib.Path:
-  """<root>/{train,test}/<colour>/i.png: 16x16 noisy images whose dominant
-  colour channel is the class, so a tiny ViT learns them in a few steps."""
-  root = tmp_path_factory.mktemp("images")
-  rng = np.random.default_rng(0)
-  for split, count in (("train", 32), ("test", 8)):
-    for label, name in enumerate(CLASSES):
-      (root / split / name).mkdir(parents=True)
-      for i in range(count):
-        pixels = rng.integers(0, 96, (16, 16, 3))
-        pixels[..., label] += 150
-        PIL.Image.fromarray(pixels.astype(np.uint8)).save(
-            root / split / name / f"{i}.png")
-  return root
 
 
 @pytest.fixture(scope="module")
