@@ -137,7 +137,7 @@ def compile_train_step(mesh, *, task: Task, steps_per_epoch: int | None,
   `data` is sharded over the mesh on its leading axis. In memory
   (`steps_per_epoch` given) it is the whole training split, from which each
   device draws its batch inside the step; streamed (`steps_per_epoch=None`)
-  it is this step's global batch.
+  it is this step's global batch (and `local_batch_size` is unused).
   """
   if steps_per_epoch is None:
     fn = functools.partial(train_step, task=task)
