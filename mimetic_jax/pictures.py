@@ -314,10 +314,15 @@ class PatchAttention:
   `weights`: `(heads, P, P)` with `P = grid[0] * grid[1]` patches in
   row-major order; `weights[h, i, j]` is how much patch `i` attends to patch
   `j` (rows sum to 1 minus what went to the class token).
+  `class_token_self`: `(heads,)` weight the class token puts on itself, or
+  None without a class token. Near 1 means the class token reads nothing
+  from the patches in that layer (what mimetic init's identity-like
+  `W_q W_k^T` does to a class token from the second layer on).
   """
   name: str
   weights: np.ndarray
   grid: tuple[int, int]
+  class_token_self: np.ndarray | None = None
 
 
 def patch_attention(source: Source, image: np.ndarray) -> list[PatchAttention]:
@@ -339,7 +344,9 @@ def patch_attention(source: Source, image: np.ndarray) -> list[PatchAttention]:
   for name, w in weights.items():
     w = np.asarray(w[0])  # (heads, tokens, tokens).
     prefix = w.shape[-1] - grid[0] * grid[1]  # 1 with a class token.
-    maps.append(PatchAttention(name, w[:, prefix:, prefix:], grid))
+    maps.append(PatchAttention(
+        name, w[:, prefix:, prefix:], grid,
+        class_token_self=w[:, 0, 0] if prefix else None))
   return maps
 
 
@@ -592,7 +599,10 @@ def make_pictures(source: Source, out: str, *, image: np.ndarray | None = None,
         "image": image_path, "grid": list(maps[0].grid),
         "uniform_distance": uniform_distance(maps[0].grid),
         "layers": [{"layer": m.name,
-                    "mean_distance": mean_attention_distance(m)}
+                    "mean_distance": mean_attention_distance(m),
+                    "class_token_self": (
+                        None if m.class_token_self is None
+                        else float(m.class_token_self.mean()))}
                    for m in maps]}
   elif source.config.task == "image":
     log("Note: no --image given, so no attention maps (attention.png); pass "

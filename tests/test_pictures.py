@@ -99,6 +99,10 @@ def test_fresh_init_pictures(fresh, image, tmp_path):
   attention = summary["attention"]
   assert attention["grid"] == list(GRID)
   assert len(attention["layers"]) == DEPTH
+  maps = pictures.patch_attention(fresh["mimetic"], image)
+  for layer, m in zip(attention["layers"], maps):
+    assert layer["class_token_self"] == pytest.approx(
+        float(m.class_token_self.mean()), abs=1e-6)
 
 
 def test_default_init_has_no_diagonal(fresh, tmp_path):
@@ -161,6 +165,29 @@ def test_mimetic_attention_is_local_default_is_not(fresh, image):
   default_maps = pictures.patch_attention(fresh["default"], image)
   assert pictures.mean_attention_distance(mimetic_maps[0]) < 0.85 * uniform
   assert pictures.mean_attention_distance(default_maps[0]) > 0.95 * uniform
+
+
+def test_mimetic_class_token_attends_to_itself_after_the_first_layer(image):
+  """At ViT-Tiny width (d=192, head dim 64) the zero class token attends
+  uniformly in the first layer (LayerNorm(0) = 0 gives it a zero query),
+  then, once it holds something, identity-like W_q W_k^T makes it attend to
+  itself: it stops reading the patches. Default init does not do this."""
+  config = cifar10.get_config("cpu")
+  config.model.depth = 3
+  maps = {init: pictures.patch_attention(
+      pictures.fresh_source(config, init=init), image)
+          for init in ("mimetic", "default")}
+  patches = maps["default"][0].weights.shape[-1]
+  np.testing.assert_allclose(maps["mimetic"][0].class_token_self,
+                             1 / (patches + 1), rtol=1e-4)
+  for m in maps["default"]:
+    assert m.class_token_self.max() < 0.1
+  for m in maps["mimetic"][1:]:
+    assert m.class_token_self.min() > 0.8
+  gap = smoke_config()
+  gap.model.pool = "gap"
+  gap_maps = pictures.patch_attention(pictures.fresh_source(gap), image)
+  assert all(m.class_token_self is None for m in gap_maps)
 
 
 def test_fresh_source_matches_the_trainers_step_zero(fresh):
