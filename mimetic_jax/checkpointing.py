@@ -5,11 +5,14 @@ Randomness and the data position are functions of the seed and the step (see
 `steps.py`), so restoring the step restores them too.
 """
 
+import json
 import os
 import signal
+from collections.abc import Mapping
 from typing import Any
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 
 
@@ -78,3 +81,90 @@ class StopSignal:
 def abstract_like(tree: Any) -> Any:
   """ShapeDtypeStructs (with shardings) describing `tree`."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+# ----------------------------------------------------------------------------
+# Reading a finished or running trainer workdir (pictures, sampling).
+# ----------------------------------------------------------------------------
+
+
+def load_saved_config(workdir: str, *,
+                      hint: str = "") -> ml_collections.ConfigDict:
+  """The resolved config the trainer saved as `workdir/config.json`.
+
+  Raises:
+    FileNotFoundError: no config.json; `hint` (how to make one) is appended.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"{path} does not exist, so {workdir} is not a trainer workdir: "
+        "main.py writes config.json there when a run starts, and "
+        f"checkpoints/ as it trains. {hint}".rstrip())
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """Steps of the finalized checkpoints in `workdir/checkpoints`, sorted."""
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  if not os.path.isdir(directory):
+    return []
+  return sorted(ocp.path.step.checkpoint_steps(directory))
+
+
+def restore_params(workdir: str, step: int | None = None, *,
+                   device: jax.Device | None = None,
+                   hint: str = "") -> tuple[Any, int]:
+  """Reads only the params of a trainer checkpoint; returns `(params, step)`.
+
+  The tree structure, shapes and dtypes come from the checkpoint's own
+  metadata, so no model needs to be built first, and the optimizer state is
+  never read. Arrays are placed on `device` (default `jax.devices()[0]`)
+  whatever device count saved them.
+
+  Args:
+    workdir: a trainer workdir (`checkpoints/<step>/default` inside).
+    step: which checkpoint; None = the latest.
+    device: where the params go.
+    hint: appended to the error when there is no checkpoint at all (e.g. the
+      command that trains one).
+
+  Raises:
+    FileNotFoundError: no finalized checkpoint, or not the step asked for.
+  """
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  steps = checkpoint_steps(workdir)
+  if not steps:
+    raise FileNotFoundError(
+        f"No finalized checkpoint in {directory}. A training run saves one "
+        "every checkpoint_every_steps steps and when it ends or is stopped "
+        "with SIGTERM / Ctrl-C; a run that crashed before its first save, or "
+        f"a checkpoint still being written, leaves none. {hint}".rstrip())
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise FileNotFoundError(
+        f"No checkpoint for step {step} in {directory}; the finalized steps "
+        f"there are {steps}. Pass one of them, or none for the latest.")
+  path = os.path.join(directory, str(step), "default")
+  sharding = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    metadata = checkpointer.metadata(path)
+    tree = getattr(metadata, "item_metadata", metadata)
+    tree = getattr(tree, "tree", tree)
+    if not isinstance(tree, Mapping) or "params" not in tree:
+      raise FileNotFoundError(
+          f"The checkpoint {path} holds no 'params' entry (found "
+          f"{list(tree) if isinstance(tree, Mapping) else type(tree)}); it "
+          "was not written by this project's trainer.")
+    abstract = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype,
+                                       sharding=sharding), tree["params"])
+    restored = checkpointer.restore(
+        path, args=ocp.args.PyTreeRestore(
+            item={"params": abstract},
+            restore_args={"params": jax.tree.map(
+                lambda _: ocp.ArrayRestoreArgs(sharding=sharding), abstract)},
+            partial_restore=True))
+  return restored["params"], step

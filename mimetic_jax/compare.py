@@ -891,6 +891,10 @@ def main(argv: Sequence[str]) -> None:
                    report_only=report_only, argv=sys.argv)
   except CompareError as e:
     sys.exit(f"Error: {e}")
+  except KeyboardInterrupt:  # Between runs: nothing is training to stop.
+    print("Interrupted between runs; finished runs are kept. Rerun the same "
+          "command to go on.", file=sys.stderr, flush=True)
+    code = 130
   sys.exit(code)
 
 

@@ -46,8 +46,8 @@ from matplotlib import patches as mpatches
 from matplotlib.figure import Figure
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
+from mimetic_jax import checkpointing
 from mimetic_jax import diagnostics
 from mimetic_jax import models
 from mimetic_jax import tasks
@@ -139,86 +139,13 @@ def _workdir_hint(workdir: str) -> str:
           "--config configs/cifar10.py --init mimetic --out DIR`.")
 
 
-def checkpoint_steps(workdir: str) -> list[int]:
-  """Steps of the finalized checkpoints in `workdir/checkpoints`, sorted."""
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  if not os.path.isdir(directory):
-    return []
-  return sorted(ocp.path.step.checkpoint_steps(directory))
-
-
-def restore_params(workdir: str, step: int | None = None, *,
-                   device: jax.Device | None = None) -> tuple[Any, int]:
-  """Reads only the params of a trainer checkpoint; returns `(params, step)`.
-
-  The tree structure, shapes and dtypes come from the checkpoint's own
-  metadata, so no model needs to be built first. Arrays are placed on
-  `device` (default `jax.devices()[0]`) whatever device count saved them.
-
-  Args:
-    workdir: a trainer workdir (`checkpoints/<step>/default` inside).
-    step: which checkpoint; None = the latest.
-
-  Raises:
-    FileNotFoundError: no finalized checkpoint, or not the step asked for.
-  """
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  steps = checkpoint_steps(workdir)
-  if not steps:
-    raise FileNotFoundError(
-        f"No finalized checkpoint in {directory}. A training run saves one "
-        "every checkpoint_every_steps steps and when it ends or is stopped "
-        "with SIGTERM / Ctrl-C; a run that crashed before its first save, or "
-        "a checkpoint still being written, leaves none. "
-        + _workdir_hint(workdir))
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
-    raise FileNotFoundError(
-        f"No checkpoint for step {step} in {directory}; the finalized steps "
-        f"there are {steps}. Pass one of them with --step, or leave --step "
-        "out for the latest.")
-  path = os.path.join(directory, str(step), "default")
-  sharding = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
-  with ocp.PyTreeCheckpointer() as checkpointer:
-    metadata = checkpointer.metadata(path)
-    tree = getattr(metadata, "item_metadata", metadata)
-    tree = getattr(tree, "tree", tree)
-    if not isinstance(tree, Mapping) or "params" not in tree:
-      raise FileNotFoundError(
-          f"The checkpoint {path} holds no 'params' entry (found "
-          f"{list(tree) if isinstance(tree, Mapping) else type(tree)}); it "
-          "was not written by this project's trainer.")
-    abstract = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype,
-                                       sharding=sharding), tree["params"])
-    restored = checkpointer.restore(
-        path, args=ocp.args.PyTreeRestore(
-            item={"params": abstract},
-            restore_args={"params": jax.tree.map(
-                lambda _: ocp.ArrayRestoreArgs(sharding=sharding), abstract)},
-            partial_restore=True))
-  return restored["params"], step
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a trainer run saved as `workdir/config.json`."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"{path} does not exist, so {workdir} is not a trainer workdir: "
-        "main.py writes config.json there when a run starts, and "
-        "checkpoints/ as it trains. " + _workdir_hint(workdir))
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
 def workdir_source(workdir: str, step: int | None = None) -> Source:
   """The model and trained params of a trainer workdir (latest step unless
   `step` is given). The model is rebuilt from `config.json`, its number of
   classes (or vocabulary size) read from the checkpoint's params."""
-  config = load_config(workdir)
-  params, step = restore_params(workdir, step)
+  hint = _workdir_hint(workdir)
+  config = checkpointing.load_saved_config(workdir, hint=hint)
+  params, step = checkpointing.restore_params(workdir, step, hint=hint)
   if config.task == "image":
     head = params.get("head", {}).get("kernel")
     info = {"num_classes": 0 if head is None else int(head.shape[-1])}

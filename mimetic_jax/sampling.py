@@ -12,7 +12,6 @@ root is the command-line front end.
 import dataclasses
 import functools
 import glob
-import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
+
+from mimetic_jax import checkpointing
 
 # (params, tokens int32 (batch, length)) -> logits float (batch, length, vocab).
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
@@ -141,13 +141,8 @@ def _train_command(workdir: str) -> str:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config the trainer saved as `workdir/config.json`."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"{path} does not exist: {workdir} is not a trainer workdir. Train a "
-        f"language model first: {_train_command(workdir)}.")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = checkpointing.load_saved_config(
+      workdir, hint=f"Train a language model first: {_train_command(workdir)}.")
   if config.get("task") != "lm":
     raise ValueError(
         f"{workdir} holds a run with task={config.get('task')!r}; sampling "
@@ -196,31 +191,10 @@ def load_run(workdir: str, *, device: jax.Device | None = None) -> Run:
   from mimetic_jax import tasks  # pylint: disable=g-import-not-at-top
   config = load_config(workdir)
   tokenizer = load_tokenizer(config, workdir)
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  steps = (ocp.path.step.checkpoint_steps(directory)  # Finalized ones only.
-           if os.path.isdir(directory) else [])
-  if not steps:
-    raise FileNotFoundError(
-        f"No checkpoint in {directory}. Train first (a rerun resumes): "
-        f"{_train_command(workdir)}.")
-  task = tasks.LanguageModelling(config)
-  data = tasks.Data(train={}, eval={},
-                    info={"vocab_size": tokenizer.vocab_size})
-  model = task.make_model(data)
-  sharding = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
-  abstract = jax.eval_shape(model.init, jax.random.key(0),
-                            task.dummy_inputs(data))["params"]
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-      abstract)
-  restore_args = jax.tree.map(
-      lambda x: ocp.ArrayRestoreArgs(sharding=sharding), abstract)
-  step = max(steps)
-  with ocp.PyTreeCheckpointer() as checkpointer:
-    restored = checkpointer.restore(
-        os.path.join(directory, str(step), "default"),
-        args=ocp.args.PyTreeRestore(
-            item={"params": abstract},
-            restore_args={"params": restore_args}, partial_restore=True))
+  params, step = checkpointing.restore_params(
+      workdir, device=device,
+      hint=f"Train first (a rerun resumes): {_train_command(workdir)}.")
+  model = tasks.LanguageModelling(config).make_model(tasks.Data(
+      train={}, eval={}, info={"vocab_size": tokenizer.vocab_size}))
   return Run(config=config, tokenizer=tokenizer, model=model,
-             params=restored["params"], step=step)
+             params=params, step=step)

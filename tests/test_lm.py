@@ -268,5 +268,6 @@ def test_load_run_explains_missing_workdir_and_checkpoint(tmp_path):
     sampling.load_run(str(tmp_path))
   config = tiny_shakespeare.get_config("smoke")
   (tmp_path / "config.json").write_text(config.to_json_best_effort())
-  with pytest.raises(FileNotFoundError, match="No checkpoint.*main.py"):
+  with pytest.raises(FileNotFoundError,
+                     match="No finalized checkpoint.*main.py"):
     sampling.load_run(str(tmp_path))

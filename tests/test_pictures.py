@@ -244,7 +244,7 @@ def workdir(tmp_path_factory):
 
 def test_workdir_source_restores_params_only(workdir):
   root, saved = workdir
-  assert pictures.checkpoint_steps(str(root)) == [3, 7]
+  assert checkpointing.checkpoint_steps(str(root)) == [3, 7]
   source = pictures.workdir_source(str(root))
   assert source.step == 7 and source.model.num_classes == 3
   jax.tree.map(np.testing.assert_array_equal, source.params, saved[7])
