@@ -38,6 +38,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
   config.dataset.image_size = 32
+  # The linear range pixels are mapped to before the ViT (big_vision uses
+  # (-1, 1)); augmentation always works on [0, 1].
+  config.dataset.value_range = (0.0, 1.0)
   config.dataset.in_memory = True  # False streams from tfds (ImageNet).
   config.dataset.max_train_examples = 0  # 0 = all.
   config.dataset.max_eval_examples = 0

@@ -257,7 +257,8 @@ def patch_attention(source: Source, image: np.ndarray) -> list[PatchAttention]:
 
   Args:
     source: an image-task source (a `ViT`).
-    image: `(H, W, 3)` in [0, 1], at the model's input size.
+    image: `(H, W, 3)` in [0, 1], at the model's input size; mapped to the
+      config's `dataset.value_range` as the trainer does.
   """
   if source.config.task != "image":
     raise PicturesError("Attention maps on an image need an image model "
@@ -265,8 +266,9 @@ def patch_attention(source: Source, image: np.ndarray) -> list[PatchAttention]:
                         f"{source.config.task!r}.")
   p = source.model.patch_size
   grid = (image.shape[0] // p, image.shape[1] // p)
-  weights = attention_weights(source.model, source.params,
-                              jnp.asarray(image)[None])
+  inputs = tasks.to_value_range(jnp.asarray(image)[None],
+                                source.config.dataset)
+  weights = attention_weights(source.model, source.params, inputs)
   maps = []
   for name, w in weights.items():
     w = np.asarray(w[0])  # (heads, tokens, tokens).

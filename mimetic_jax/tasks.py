@@ -81,6 +81,15 @@ def _model_dtype(name: str):
   return jnp.dtype(name)
 
 
+def to_value_range(images: jax.Array,
+                   dataset: ml_collections.ConfigDict) -> jax.Array:
+  """Maps `[0, 1]` pixels linearly onto `dataset.value_range = (lo, hi)`,
+  which is what the ViT sees (big_vision's `value_range` op). Configs saved
+  before the key existed mean `(0, 1)`."""
+  lo, hi = dataset.get("value_range", (0.0, 1.0))
+  return images * (hi - lo) + lo
+
+
 @dataclasses.dataclass
 class ImageClassification:
   """ViT classification; batches are `{'image': uint8 (B,H,W,3), 'label'}`."""
@@ -122,14 +131,14 @@ class ImageClassification:
 
   def inputs(self, batch: Batch, key: jax.Array, *, train: bool) -> jax.Array:
     images = batch["image"].astype(jnp.float32) / 255.0
-    if not train:
-      return images
-    a = self.config.augment
-    return augment.augment_batch(
-        key, images, crop_padding=a.crop_padding, flip=a.flip,
-        randaugment_num_ops=a.randaugment_num_ops,
-        randaugment_magnitude=a.randaugment_magnitude,
-        cutout_size=a.cutout_size)
+    if train:  # Augmentation works on [0, 1] images.
+      a = self.config.augment
+      images = augment.augment_batch(
+          key, images, crop_padding=a.crop_padding, flip=a.flip,
+          randaugment_num_ops=a.randaugment_num_ops,
+          randaugment_magnitude=a.randaugment_magnitude,
+          cutout_size=a.cutout_size)
+    return to_value_range(images, self.config.dataset)
 
   def score(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
     labels = batch["label"]

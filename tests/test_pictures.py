@@ -190,6 +190,18 @@ def test_mimetic_class_token_attends_to_itself_after_the_first_layer(image):
   assert all(m.class_token_self is None for m in gap_maps)
 
 
+def test_attention_maps_see_the_trainers_value_range(image):
+  config = smoke_config()
+  config.dataset.value_range = (-1.0, 1.0)
+  source = pictures.fresh_source(config, init="mimetic")
+  maps = pictures.patch_attention(source, image)
+  weights = pictures.attention_weights(
+      source.model, source.params, jnp.asarray(image)[None] * 2.0 - 1.0)
+  for m, w in zip(maps, weights.values()):
+    np.testing.assert_allclose(m.weights, np.asarray(w)[0, :, 1:, 1:],
+                               atol=1e-6)
+
+
 def test_fresh_source_matches_the_trainers_step_zero(fresh):
   """Same seed, same params as `train.py`'s init, bar its classification
   head (up to float rounding: jitted versus eager SVDs)."""

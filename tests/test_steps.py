@@ -59,6 +59,27 @@ def replicate(tree, n):
   return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), tree)
 
 
+@pytest.mark.parametrize("value_range, expected", [
+    (None, [0.0, 0.2, 1.0]),  # A config saved before the key: [0, 1].
+    ((0.0, 1.0), [0.0, 0.2, 1.0]),
+    ((-1.0, 1.0), [-1.0, -0.6, 1.0]),
+])
+def test_image_inputs_are_mapped_to_the_value_range(value_range, expected):
+  config = cifar10.get_config("smoke")
+  if value_range is None:
+    del config.dataset["value_range"]
+  else:
+    config.dataset.value_range = value_range
+  batch = {"image": np.array([0, 51, 255], np.uint8).reshape(1, 1, 1, 3)}
+  key = jax.random.key(0)
+  evaluated = tasks.ImageClassification(config).inputs(batch, key, train=False)
+  np.testing.assert_allclose(evaluated.ravel(), expected, atol=1e-6)
+  config.augment.update(crop_padding=0, flip=False, randaugment_num_ops=0,
+                        cutout_size=0)  # Augmentation off: same as eval.
+  trained = tasks.ImageClassification(config).inputs(batch, key, train=True)
+  np.testing.assert_allclose(trained.ravel(), expected, atol=1e-6)
+
+
 def test_eight_devices_are_visible():
   assert jax.device_count() == 8, "conftest should force 8 CPU devices"
 
