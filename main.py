@@ -15,6 +15,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from mimetic_jax import cli
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally with a preset: "
     "configs/cifar10.py:smoke.", lock_config=True)
@@ -61,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -914,5 +914,6 @@ if __name__ == "__main__":
   if str(MAIN_PY.parent) not in sys.path:
     sys.path.insert(0, str(MAIN_PY.parent))
   from absl import app as _app  # pylint: disable=g-import-not-at-top
+  from mimetic_jax import cli  # pylint: disable=g-import-not-at-top
   _define_flags()
-  _app.run(main)
+  _app.run(main, flags_parser=cli.parse_flags)

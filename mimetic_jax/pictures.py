@@ -48,6 +48,7 @@ import ml_collections
 import numpy as np
 
 from mimetic_jax import checkpointing
+from mimetic_jax import cli
 from mimetic_jax import diagnostics
 from mimetic_jax import models
 from mimetic_jax import tasks
@@ -628,4 +629,5 @@ if __name__ == "__main__":
   from absl import logging  # pylint: disable=g-import-not-at-top
   logging.set_verbosity(logging.WARNING)
   _config_flag, _flags = _define_flags()
-  app.run(functools.partial(main, config_flag=_config_flag, flag=_flags))
+  app.run(functools.partial(main, config_flag=_config_flag, flag=_flags),
+          flags_parser=cli.parse_flags)

@@ -649,6 +649,7 @@ def test_failed_run_is_reported_and_the_exit_code_says_so(tmp_path):
      "--seeds instead."),
     (("--inits", "default,xavier"), "unknown init(s) ['xavier']"),
     (("--seeds", "1,1"), "repeats a seed"),
+    (("--config.lerning_rate=1",), 'Did you mean "learning_rate"'),
 ])
 def test_command_line_errors(args, message, tmp_path):
   result = _compare("--config", "configs/cifar10.py:smoke", "--workdir",

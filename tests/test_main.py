@@ -254,7 +254,8 @@ def test_batch_larger_than_training_set_is_rejected(image_folder, tmp_path):
 
 def test_command_line_errors(tmp_path):
   typo = _run(tmp_path, "--config.lerning_rate=1", check=False)
-  assert typo.returncode != 0 and "lerning_rate" in typo.stderr
+  assert typo.returncode != 0 and "Traceback" not in typo.stderr
+  assert 'Did you mean "learning_rate"' in typo.stderr
   missing = _run(tmp_path, f"--config.dataset.path={tmp_path / 'nowhere'}",
                  check=False)
   assert missing.returncode != 0
