@@ -25,9 +25,9 @@ Presets (`configs/cifar10.py:NAME`):
     cores: ViT width 192, depth 6, 3 heads, patch 4, class token, 2-D sin-cos;
     RandAugment + Cutout; AdamW lr 1e-3 (about the paper's 3e-3 at batch 512
     scaled to batch 128; 3e-3 was worse for both inits, 3e-4 narrows the
-    gap but mimetic stays behind), wd 0.01; the first 10,000 training images for
-    4 epochs at batch 128 (312 steps); eval on the first 2,500 test images
-    every epoch. For `python -m mimetic_jax.compare`:
+    gap but mimetic stays behind), wd 0.01; the first 10,000 training
+    images for 4 epochs at batch 128 (312 steps); eval on the first 2,500
+    test images every epoch. For `python -m mimetic_jax.compare`:
 
         python -m mimetic_jax.compare --config configs/cifar10.py:cpu \
             --seeds 0,1 --inits default,trunc_normal,mimetic --workdir DIR \
