@@ -38,7 +38,7 @@ def main(argv):
   hide_accelerators_from_tensorflow()
   import jax  # After TF is told to keep off accelerators.
   from mimetic_jax import train
-  from mimetic_jax.data.images import DatasetUnavailableError
+  from mimetic_jax.data.prepared import DatasetUnavailableError
 
   config = _CONFIG.value
   workdir = _WORKDIR.value or train.default_workdir(

@@ -23,7 +23,7 @@ setuptools.setup(
         # accelerators (we also hide them from TF explicitly).
         "tensorflow-datasets>=4.9.9",
         "tensorflow-cpu>=2.18",
-        "tensorboard>=2.18",  # tf.summary event files
+        "tensorboard>=2.18",  # Event files, written without TensorFlow.
         "importlib_resources>=6.0",  # tfds 4.9.10 imports it without declaring it
         "dm-pix>=0.4.3",
         "pillow>=10.0",

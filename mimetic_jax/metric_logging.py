@@ -2,7 +2,9 @@
 
 `metrics.jsonl` has one JSON object per logged step (train records carry
 `train_loss`, eval records `eval_loss`, `eval_accuracy`, ...), appended across
-resumed runs. TensorBoard event files go to `workdir/tensorboard`.
+resumed runs. TensorBoard event files go to `workdir/tensorboard`, written
+with the `tensorboard` package's own event writer (no TensorFlow needed);
+without that package they are off, and the run says so once.
 """
 
 import json
@@ -29,10 +31,7 @@ class MetricWriter:
       return
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a",
                        encoding="utf-8")
-    import tensorflow as tf  # Imported lazily; TF never sees accelerators.
-    self._tf = tf
-    self._summary = tf.summary.create_file_writer(
-        os.path.join(workdir, "tensorboard"))
+    self._events = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
     if not self._enabled:
@@ -41,16 +40,37 @@ class MetricWriter:
     record.update({k: float(v) for k, v in metrics.items()})
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
-    with self._summary.as_default():
-      for name, value in record.items():
-        if name != "step" and math.isfinite(value):
-          self._tf.summary.scalar(name, value, step=step)
-    self._summary.flush()
+    if self._events is not None:
+      self._events.add_event(_scalars_event(step, record))
+      self._events.flush()
 
   def close(self) -> None:
     if self._enabled:
       self._jsonl.close()
-      self._summary.close()
+      if self._events is not None:
+        self._events.close()
+
+
+def _tensorboard_writer(logdir: str):
+  """An event-file writer for `logdir`, or None (with one line) without the
+  `tensorboard` package."""
+  try:
+    from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    log("TensorBoard summaries are off (the tensorboard package is not "
+        "installed); metrics.jsonl has every metric.")
+    return None
+  return event_file_writer.EventFileWriter(logdir)
+
+
+def _scalars_event(step: int, record: dict[str, float]):
+  """One TensorBoard event holding the finite scalars of `record`."""
+  from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
+  values = [summary_pb2.Summary.Value(tag=name, simple_value=value)
+            for name, value in record.items()
+            if name != "step" and math.isfinite(value)]
+  return event_pb2.Event(wall_time=time.time(), step=int(step),
+                         summary=summary_pb2.Summary(value=values))
 
 
 class Throughput:

@@ -99,7 +99,7 @@ class ImageClassification:
   def load_data(self, *, process_index: int, process_count: int,
                 workdir: str) -> Data:
     del workdir
-    from mimetic_jax.data import images  # Imports TensorFlow: keep it lazy.
+    from mimetic_jax.data import images  # pylint: disable=g-import-not-at-top
     if not self.config.dataset.in_memory:
       info = images.stream_info(self.config.dataset)
       return Data(train={}, eval={}, info=dataclasses.asdict(info),
@@ -163,8 +163,8 @@ class ImageStream:
   process_count: int
 
   def _batches(self, **kwargs):
-    from mimetic_jax.data import images  # Imports TensorFlow: keep it lazy.
-    return images.make_streaming_iterator(
+    from mimetic_jax.data import image_stream  # Imports TensorFlow: lazy.
+    return image_stream.make_streaming_iterator(
         self.dataset_config, image_size=self.dataset_config.image_size,
         process_index=self.process_index, process_count=self.process_count,
         **kwargs)
@@ -195,7 +195,7 @@ class LanguageModelling:
 
   def load_data(self, *, process_index: int, process_count: int,
                 workdir: str) -> Data:
-    from mimetic_jax.data import text  # Imports TensorFlow: keep it lazy.
+    from mimetic_jax.data import text  # pylint: disable=g-import-not-at-top
     arrays = text.load_text(self.config.dataset, seq_len=self.config.seq_len,
                             workdir=workdir)
     shard = lambda x: np.array_split(x, process_count)[process_index]

@@ -16,7 +16,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mimetic_jax.data import image_folder
+from mimetic_jax.data import image_stream
 from mimetic_jax.data import images
+from mimetic_jax.data import prepared
 
 SIZE = 8
 CLASSES = ("dog", "cat", "bird")  # Written unsorted on purpose.
@@ -94,9 +96,9 @@ def data_dir(tmp_path):
   return tmp_path / "tfds"
 
 
-def _read_split(builder, split, **as_dataset_kwargs):
-  ds = builder.as_dataset(split=split, shuffle_files=False, **as_dataset_kwargs)
-  return list(tfds.as_numpy(ds))
+def _read_split(builder, split, **data_source_kwargs):
+  source = builder.as_data_source(split=split, **data_source_kwargs)
+  return [source[i] for i in range(len(source))]
 
 
 def test_ingestion_gives_splits_sorted_classes_labels_and_pixels(
@@ -306,7 +308,7 @@ def no_download(monkeypatch):
 
 
 def test_unprepared_tfds_dataset_offline(data_dir, no_download):
-  with pytest.raises(images.DatasetUnavailableError) as error:
+  with pytest.raises(prepared.DatasetUnavailableError) as error:
     images.get_builder(_config(data_dir, name="cifar10"))
   message = str(error.value)
 
@@ -319,7 +321,7 @@ def test_unprepared_tfds_dataset_offline(data_dir, no_download):
 
 
 def test_unprepared_manual_download_dataset(data_dir, no_download):
-  with pytest.raises(images.DatasetUnavailableError) as error:
+  with pytest.raises(prepared.DatasetUnavailableError) as error:
     images.get_builder(_config(data_dir, name="imagenet2012"))
 
   assert "downloaded by hand" in str(error.value)
@@ -336,7 +338,7 @@ def test_failed_download_is_chained(data_dir, monkeypatch):
   monkeypatch.setattr(requests, "head", lambda url, **kwargs: None)
   monkeypatch.setattr(
       tfds.core.DatasetBuilder, "download_and_prepare", broken_download)
-  with pytest.raises(images.DatasetUnavailableError,
+  with pytest.raises(prepared.DatasetUnavailableError,
                      match="downloading and preparing it failed") as error:
     images.get_builder(_config(data_dir, name="cifar10"))
   assert error.value.__cause__ is cause
@@ -349,7 +351,7 @@ def test_streaming_train_batches(tree, data_dir):
   folder, _ = tree
   config = _config(data_dir, folder)
   kwargs = dict(split="train", local_batch_size=5, image_size=6, train=True)
-  stream = images.make_streaming_iterator(config, seed=0, **kwargs)
+  stream = image_stream.make_streaming_iterator(config, seed=0, **kwargs)
   batches = [next(stream) for _ in range(4)]  # 20 > 12 examples: repeats.
 
   for batch in batches:
@@ -358,15 +360,15 @@ def test_streaming_train_batches(tree, data_dir):
     assert batch["label"].dtype == np.int32
     assert batch["mask"].dtype == bool and batch["mask"].all()
     assert set(batch["label"]) <= {0, 1, 2}
-  again = next(images.make_streaming_iterator(config, seed=0, **kwargs))
-  other = next(images.make_streaming_iterator(config, seed=1, **kwargs))
+  again = next(image_stream.make_streaming_iterator(config, seed=0, **kwargs))
+  other = next(image_stream.make_streaming_iterator(config, seed=1, **kwargs))
   np.testing.assert_array_equal(again["image"], batches[0]["image"])
   assert not np.array_equal(other["image"], batches[0]["image"])
 
 
 def test_streaming_eval_is_one_padded_pass(tree, data_dir):
   folder, _ = tree
-  batches = list(images.make_streaming_iterator(
+  batches = list(image_stream.make_streaming_iterator(
       _config(data_dir, folder), split="test", local_batch_size=4,
       image_size=SIZE, train=False, seed=0))
 
@@ -383,7 +385,7 @@ def test_streaming_eval_shards_stay_in_step(tree, data_dir):
   folder, _ = tree
   config = _config(data_dir, folder, max_eval_examples=5)  # Shards of 3 and 2.
   per_process = [
-      list(images.make_streaming_iterator(
+      list(image_stream.make_streaming_iterator(
           config, split="test", local_batch_size=2, image_size=SIZE,
           train=False, seed=0, process_index=i, process_count=2))
       for i in range(2)]

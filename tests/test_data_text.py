@@ -14,6 +14,7 @@ import requests
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from mimetic_jax.data import prepared
 from mimetic_jax.data import text
 from mimetic_jax.data import text_folder
 from mimetic_jax.data import wikitext103
@@ -69,8 +70,8 @@ def _read(path) -> str:
 
 
 def _split_text(builder, split) -> str:
-  dataset = builder.as_dataset(split=split, shuffle_files=False)
-  return "".join(ex["text"].decode() for ex in tfds.as_numpy(dataset))
+  source = builder.as_data_source(split=split)
+  return "".join(source[i]["text"].decode() for i in range(len(source)))
 
 
 # ----------------------------------------------------------------- packing ---
@@ -283,7 +284,7 @@ def test_split_articles_is_lossless_and_splits_only_at_titles():
 def test_wikitext103_prepares_available_splits_from_manual_dir(
     wikitext2_dir, tmp_path):
   builder = wikitext103.Wikitext103(data_dir=tmp_path)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+  prepared.prepare(builder, download_config=tfds.download.DownloadConfig(
       manual_dir=wikitext2_dir, try_download_gcs=False))
   assert set(builder.info.splits) == {"validation", "test"}
   for split, file_name in (("validation", "valid.txt"), ("test", "test.txt")):
@@ -314,7 +315,7 @@ def test_wikitext103_manual_dir_without_split_files_fails(tmp_path):
   (manual_dir / "notes.md").write_text("x")
   builder = wikitext103.Wikitext103(data_dir=tmp_path / "tfds")
   with pytest.raises(FileNotFoundError, match="wiki.train.raw"):
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+    prepared.prepare(builder, download_config=tfds.download.DownloadConfig(
         manual_dir=manual_dir, try_download_gcs=False))
 
 

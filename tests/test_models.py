@@ -141,3 +141,49 @@ def test_lm_forward_shapes_and_length_error():
   assert logits.shape == (2, 16, 50) and np.isfinite(logits).all()
   with pytest.raises(ValueError, match="exceeds the model's max_len"):
     model.apply({"params": params}, jnp.zeros((2, 17), jnp.int32))
+
+
+def _softmax_attention_reference(q, k, v, mask):
+  """Independent numpy softmax attention; (B, T, N, H) layout, mask True =
+  attend, broadcast to (B, N, T, S)."""
+  q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+  logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(q.shape[-1])
+  if mask is not None:
+    logits = np.where(mask, logits, -np.inf)
+  weights = np.exp(logits - logits.max(-1, keepdims=True))
+  weights /= weights.sum(-1, keepdims=True)
+  return np.einsum("bnts,bsnh->btnh", weights, v)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_fn_matches_softmax_attention(causal):
+  """`layers.dot_product_attention` (jax.nn.dot_product_attention) against a
+  numpy reference and Flax's own `nn.dot_product_attention`."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from mimetic_jax.models import layers  # pylint: disable=g-import-not-at-top
+  q, k, v = jax.random.normal(jax.random.key(0), (3, 2, 17, 3, 8))
+  mask = (np.tril(np.ones((17, 17), bool))[None, None] if causal else None)
+  ours = layers.dot_product_attention(q, k, v, mask=mask)
+  np.testing.assert_allclose(ours, _softmax_attention_reference(q, k, v, mask),
+                             atol=2e-6)
+  np.testing.assert_allclose(ours, nn.dot_product_attention(q, k, v,
+                                                            mask=mask),
+                             atol=2e-6)
+
+
+def test_vit_with_jax_attention_equals_flax_attention(monkeypatch):
+  """The whole ViT forward pass is unchanged by the attention function."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from mimetic_jax.models import layers  # pylint: disable=g-import-not-at-top
+  model = ViT(num_classes=10, patch_size=4, width=48, depth=2, mlp_dim=96,
+              num_heads=3)
+  images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
+  params = initialize(model, jax.random.key(2), images, init="mimetic")
+  params["head"]["kernel"] = jax.random.normal(jax.random.key(3),
+                                               params["head"]["kernel"].shape)
+  ours, _ = model.apply({"params": params}, images)
+  monkeypatch.setattr(layers, "dot_product_attention",
+                      nn.dot_product_attention)
+  flax_logits, _ = model.apply({"params": params}, images)
+  assert float(jnp.abs(ours).max()) > 0.1  # Not trivially equal zeros.
+  np.testing.assert_allclose(ours, flax_logits, atol=1e-5)

@@ -40,7 +40,7 @@ import numpy as np
 import sentencepiece as spm
 import tensorflow_datasets as tfds
 
-from mimetic_jax.data import hide_accelerators_from_tensorflow
+from mimetic_jax.data import prepared
 from mimetic_jax.data import text_folder
 from mimetic_jax.data import wikitext103
 
@@ -333,7 +333,7 @@ def _prepare_named(builder: tfds.core.DatasetBuilder, name: str,
   if manual_dir:
     _check_manual_dir(manual_dir, name, dataset)
   try:
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+    prepared.prepare(builder, download_config=tfds.download.DownloadConfig(
         manual_dir=manual_dir or None, try_download_gcs=False))
   except (OSError, tfds.download.DownloadError) as e:
     if manual_dir:
@@ -355,8 +355,9 @@ def _prepared_builder(config: ml_collections.ConfigDict
     builder = text_folder.TextFolder(
         config=text_folder.make_config(config.path, config.eval_fraction),
         data_dir=data_dir)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        try_download_gcs=False))
+    if not builder.is_prepared():
+      prepared.prepare(builder, download_config=tfds.download.DownloadConfig(
+          try_download_gcs=False))
     return builder
   dataset = _named_dataset(config.name)
   builder = dataset.make_builder(data_dir)
@@ -384,9 +385,10 @@ def _read_split(builder: tfds.core.DatasetBuilder, split: str) -> str:
         "--config.dataset.train_split / eval_split; if the split's source "
         "file was missing from manual_dir when the data was prepared, add it "
         f"there and delete {builder.data_dir} to prepare again.")
-  dataset = builder.as_dataset(split=split, shuffle_files=False)
+  source = prepared.data_source(builder, split)
   return _join_documents([example["text"].decode("utf-8")
-                          for example in tfds.as_numpy(dataset)])
+                          for example in source.__getitems__(
+                              list(range(len(source))))])
 
 
 def _make_tokenizer(config: ml_collections.ConfigDict,
@@ -430,7 +432,6 @@ def load_text(dataset_config: ml_collections.ConfigDict, *, seq_len: int,
       and how to fix it (no data, offline, unknown name, split or tokenizer,
       too little training text).
   """
-  hide_accelerators_from_tensorflow()
   builder = _prepared_builder(dataset_config)
   train_text = _read_split(builder, dataset_config.train_split)
   eval_text = _read_split(builder, dataset_config.eval_split)

@@ -2,14 +2,15 @@
 
 Default initializers (what `init='default'` means): attention and MLP kernels
 Xavier-uniform, MLP biases N(0, 1e-6), attention biases zero (as in
-big_vision's ViT). Attention is `nn.MultiHeadDotProductAttention`, so its params
-are named `query`, `key`, `value`, `out`, with kernels `(d, heads, head_dim)`
+big_vision's ViT). Attention is `nn.MultiHeadDotProductAttention` (computed by
+`jax.nn.dot_product_attention`), so its params are named `query`, `key`, `value`, `out`, with kernels `(d, heads, head_dim)`
 and `(heads, head_dim, d)`.
 """
 
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -22,6 +23,31 @@ def posemb_sincos_1d(length: int, width: int,
   omega = 1. / temperature ** (np.arange(width // 2) / (width // 2))
   angles = np.arange(length)[:, None] * omega[None]
   return np.concatenate([np.sin(angles), np.cos(angles)], 1).astype(np.float32)
+
+
+def dot_product_attention(query, key, value, bias=None, mask=None, *,
+                          dropout_rate: float = 0.0, deterministic: bool = True,
+                          module: nn.Module | None = None, **kwargs):
+  """`attention_fn` for `nn.MultiHeadDotProductAttention`: softmax attention
+  through `jax.nn.dot_product_attention` (cuDNN flash attention on NVIDIA
+  GPUs where it applies, XLA elsewhere).
+
+  Shapes as Flax's: `query` (batch, q_len, heads, head_dim), `key`/`value`
+  (batch, kv_len, heads, head_dim), `mask` broadcastable to (batch, heads,
+  q_len, kv_len), True = attend. When the module asks for its attention
+  weights (`sow_weights=True`, which passes `module`), Flax's own
+  `nn.dot_product_attention` runs instead, since it materialises and sows
+  them.
+  """
+  if module is not None:
+    return nn.dot_product_attention(
+        query, key, value, bias=bias, mask=mask, dropout_rate=dropout_rate,
+        deterministic=deterministic, module=module, **kwargs)
+  if dropout_rate > 0 and not deterministic:
+    raise NotImplementedError(
+        "Attention-weight dropout is not supported by "
+        "jax.nn.dot_product_attention; use dropout on the attention output.")
+  return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask)
 
 
 class MlpBlock(nn.Module):
@@ -59,6 +85,7 @@ class EncoderBlock(nn.Module):
     y = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dtype=self.dtype,
         kernel_init=nn.initializers.xavier_uniform(),
+        attention_fn=dot_product_attention,
         deterministic=not train, name="attention")(y, y, mask=mask)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
     y = nn.LayerNorm(dtype=self.dtype, name="norm2")(x)

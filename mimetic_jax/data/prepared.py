@@ -1,0 +1,62 @@
+"""Prepared tfds data: the format it is stored in and how it is read.
+
+Preparing (a tfds download, or ingesting a user's files) needs TensorFlow and
+happens once per dataset and `data_dir`. It stores the records as
+array_record, which `tfds.data_source` reads with random access and without
+TensorFlow, so training on prepared data works where TensorFlow is absent.
+"""
+
+import tensorflow_datasets as tfds
+
+from mimetic_jax.data import hide_accelerators_from_tensorflow
+
+FILE_FORMAT = "array_record"
+
+
+class DatasetUnavailableError(RuntimeError):
+  """The data is not prepared in `data_dir` and cannot be made available."""
+
+
+def prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
+  """`builder.download_and_prepare(file_format=FILE_FORMAT, **kwargs)`, after
+  checking that TensorFlow (which tfds prepares with) can be imported.
+
+  Raises:
+    DatasetUnavailableError: TensorFlow is missing; the message says what to
+      do instead.
+  """
+  try:
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError as e:
+    raise DatasetUnavailableError(
+        f"{builder.name} is not prepared in {builder.data_dir_root}, and "
+        f"preparing a dataset needs TensorFlow, which cannot be imported "
+        f"here ({e}). Install it (`pip install tensorflow-cpu`), or prepare "
+        "the data on another machine and copy its tfds data_dir here (for "
+        "images, --config.dataset.path may also name the prepared folder, "
+        "the one holding dataset_info.json). Training on prepared data needs "
+        "no TensorFlow.") from e
+  hide_accelerators_from_tensorflow()
+  builder.download_and_prepare(file_format=FILE_FORMAT, **kwargs)
+
+
+def data_source(builder: tfds.core.DatasetBuilder,
+                split: tfds.typing.SplitArg, **kwargs):
+  """`builder.as_data_source(split, **kwargs)`: random access to the
+  prepared examples (a sequence of dicts of numpy values / bytes), no TF.
+
+  Raises:
+    DatasetUnavailableError: the data was prepared in another format (e.g.
+      tfrecord, by an older version or another program).
+  """
+  file_format = builder.info.file_format
+  if file_format != tfds.core.FileFormat.ARRAY_RECORD:
+    raise DatasetUnavailableError(
+        f"{builder.info.full_name} in {builder.data_dir} was prepared as "
+        f"{getattr(file_format, 'value', file_format)}, but training reads "
+        "prepared data through tfds.data_source, which needs array_record. "
+        f"Delete {builder.data_dir} so that it is prepared again (this "
+        "project prepares in array_record), or convert it in place with "
+        f"`tfds convert_format --dataset_dir={builder.data_dir} "
+        "--out_file_format=array_record`.")
+  return builder.as_data_source(split=split, **kwargs)
