@@ -12,7 +12,8 @@ Hardware: meant for one modern accelerator (TPU v3-8 / one A100- or
 H100-class GPU); 9,700 steps of batch 512.
 Expected (paper, PyTorch, CIFAR-10 PNG): mimetic more than 5 points of top-1
 above default init. Not yet reproduced with this code at full length; see
-README for what has been measured.
+README for what has been measured. For one offline GPU host the comparison
+is one prepared command: `benchmarks/accelerator/README.md`.
 
 Offline, with the JPEG archive of CIFAR-10 (accuracies run a little lower):
     python main.py --config configs/cifar10.py \

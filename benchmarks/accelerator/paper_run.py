@@ -194,15 +194,18 @@ def main() -> None:
       "# The paper's CIFAR-10 comparison on a GPU"
       + (" (DRY RUN: toy scale on a CPU)" if args.dry_run else ""), "",
       f"- Date: {time.strftime('%Y-%m-%d')}; hardware: {device}.",
-      f"- Recipe: `{config}` (ViT-Ti/2, class token, RandAugment + Cutout, "
-      "batch 512, AdamW 3e-3, wd 0.01, warm-up + cosine) unless a dry run; "
-      f"{'float32' if args.dry_run else 'bfloat16'} compute, float32 params; "
-      f"seed 0; **{epochs:g} epochs** (paper: {PAPER_EPOCHS}) chosen to fit "
-      f"a {args.time_budget_s:.0f}s training budget; {NUM_EVALS} evaluations "
-      "on the whole test split.",
+      f"- Recipe: `{config}`" + (
+          " (the tiny smoke model on 1,024 images; float32)" if args.dry_run
+          else " (ViT-Ti/2, class token, RandAugment + Cutout, batch 512, "
+          "AdamW 3e-3, wd 0.01, warm-up + cosine; bfloat16 compute, float32 "
+          "params and optimizer state)") + f"; seed 0; **{epochs:g} epochs** "
+      f"(paper: {PAPER_EPOCHS}), chosen to fit a {args.time_budget_s:.0f}s "
+      f"budget; evaluated every {epochs / NUM_EVALS:g} epochs on the whole "
+      "test split" + (" (the smoke subset)" if args.dry_run else "") + ".",
       f"- Throughput measured by a {probe_steps}-step probe: "
       f"**{img_per_s:.0f} img/s** (compilation excluded).",
-      "- Runs trained one after the other, not concurrently.",
+      "- Runs trained one after the other, not concurrently, each by the "
+      "command below with its own `--inits=`.",
   ]
   for init in inits:
     _run([sys.executable, "-m", "mimetic_jax.compare", "--config", config,

@@ -24,7 +24,12 @@ accel=.accel
 image_venv=.accel-image-venv
 cifar10_jpeg=${CIFAR10_JPEG:-../shared/data/cifar10-jpeg.tar.gz}
 python=${PYTHON:-python3}
-python312=${PYTHON312:-$(PYENV_VERSION=3.12.1 command -v python3.12 || true)}
+python312=${PYTHON312:-}
+if [[ -z "$python312" ]] && command -v pyenv >/dev/null; then
+  version=$(pyenv versions --bare | grep -E '^3\.12(\.|$)' | tail -n 1 || true)
+  [[ -n "$version" ]] && python312="$(pyenv root)/versions/$version/bin/python3.12"
+fi
+[[ -n "$python312" ]] || python312=$(command -v python3.12 || true)
 limit_mib=60
 # glibc 2.28 or older: any wheel a current x86-64 Linux host can load.
 manylinux=(manylinux_2_28_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64

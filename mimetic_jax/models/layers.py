@@ -47,6 +47,8 @@ def dot_product_attention(query, key, value, bias=None, mask=None, *,
     raise NotImplementedError(
         "Attention-weight dropout is not supported by "
         "jax.nn.dot_product_attention; use dropout on the attention output.")
+  if mask is not None:
+    mask = mask.astype(bool)  # Flax's masks may be float (make_causal_mask).
   return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask)
 
 
