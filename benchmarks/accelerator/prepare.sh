@@ -22,7 +22,7 @@ cd "$(dirname "$0")/../.."
 here=benchmarks/accelerator
 accel=.accel
 image_venv=.accel-image-venv
-cifar10_jpeg=${CIFAR10_JPEG:-../shared/data/cifar10-jpeg.tar.gz}
+cifar10_jpeg=${CIFAR10_JPEG:-${MIMETIC_SHARED_DATA:-../shared/data}/cifar10-jpeg.tar.gz}
 python=${PYTHON:-python3}
 python312=${PYTHON312:-}
 if [[ -z "$python312" ]] && command -v pyenv >/dev/null; then
