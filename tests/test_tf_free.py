@@ -115,3 +115,17 @@ def test_text_smoke_run_without_tensorflow(tinyshakespeare_dir, tmp_path,
                      f"--config.dataset.data_dir={data_dir}",
                      "--config.total_steps=4", "--config.log_every_steps=2")
   _check_trained(result, workdir, "eval_bits_per_byte")
+
+
+def test_metric_writer_without_tensorboard_says_so_once(tmp_path, monkeypatch,
+                                                        capsys):
+  from mimetic_jax import metric_logging  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(sys.modules, "tensorboard.summary.writer", None)
+  writer = metric_logging.MetricWriter(str(tmp_path))
+  writer.write(1, {"train_loss": 2.0})
+  writer.write(2, {"train_loss": 1.5})
+  writer.close()
+  out = capsys.readouterr().out
+  assert out.count("TensorBoard summaries are off") == 1
+  assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+  assert not (tmp_path / "tensorboard").exists()

@@ -261,9 +261,8 @@ def _load_split(
     builder: tfds.core.DatasetBuilder, split: tfds.typing.SplitArg,
     image_size: int) -> tuple[np.ndarray, np.ndarray]:
   """Whole `split` as (uint8 (N, S, S, C) images, int32 (N,) labels)."""
-  source = prepared.data_source(
+  examples = prepared.read_all(
       builder, split, decoders={"image": tfds.decode.SkipDecoding()})
-  examples = source.__getitems__(list(range(len(source))))
   channels = builder.info.features["image"].shape[-1]
   images = _decode_images([ex["image"] for ex in examples], channels,
                           image_size)

@@ -60,3 +60,10 @@ def data_source(builder: tfds.core.DatasetBuilder,
         f"`tfds convert_format --dataset_dir={builder.data_dir} "
         "--out_file_format=array_record`.")
   return builder.as_data_source(split=split, **kwargs)
+
+
+def read_all(builder: tfds.core.DatasetBuilder, split: tfds.typing.SplitArg,
+             **kwargs) -> list[dict]:
+  """Every example of `split`, in the prepared order (see `data_source`)."""
+  source = data_source(builder, split, **kwargs)
+  return source.__getitems__(list(range(len(source))))

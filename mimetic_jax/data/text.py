@@ -385,10 +385,8 @@ def _read_split(builder: tfds.core.DatasetBuilder, split: str) -> str:
         "--config.dataset.train_split / eval_split; if the split's source "
         "file was missing from manual_dir when the data was prepared, add it "
         f"there and delete {builder.data_dir} to prepare again.")
-  source = prepared.data_source(builder, split)
   return _join_documents([example["text"].decode("utf-8")
-                          for example in source.__getitems__(
-                              list(range(len(source))))])
+                          for example in prepared.read_all(builder, split)])
 
 
 def _make_tokenizer(config: ml_collections.ConfigDict,
