@@ -30,6 +30,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.posemb = "sincos2d"  # or 'sincos1d', 'learn'.
   config.model.dropout = 0.0
   config.model.dtype = "float32"  # compute dtype; 'bfloat16' on TPU/GPU.
+  # jax.nn.dot_product_attention: 'auto' (cuDNN flash attention on NVIDIA
+  # GPUs where it applies, else XLA), 'xla' or 'cudnn'.
+  config.model.attention = "auto"
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "cifar10"  # tfds name.

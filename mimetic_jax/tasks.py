@@ -122,7 +122,9 @@ class ImageClassification:
         num_heads=m.num_heads, patch_size=m.patch_size)
     return ViT(num_classes=data.info["num_classes"], pool=m.pool,
                posemb=m.posemb, dropout=m.dropout,
-               dtype=_model_dtype(m.dtype), **arch)
+               dtype=_model_dtype(m.dtype),
+               attention_implementation=(None if m.attention == "auto"
+                                         else m.attention), **arch)
 
   def dummy_inputs(self, data: Data) -> jax.Array:
     size = self.config.dataset.image_size  # Streams decode to RGB.

@@ -76,6 +76,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("Set num_epochs > 0 or total_steps > 0.")
   if config.learning_rate <= 0:
     raise ConfigError(f"learning_rate={config.learning_rate} must be > 0.")
+  attention = config.model.get("attention", "auto")
+  if attention not in ("auto", "xla", "cudnn"):
+    raise ConfigError(
+        f"model.attention={attention!r} must be 'auto' (JAX picks cuDNN flash "
+        "attention where it applies, else XLA), 'xla' or 'cudnn'.")
 
 
 def make_optimizer(config, total_steps: int, warmup_steps: int):

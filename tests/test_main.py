@@ -222,6 +222,8 @@ def _smoke(**overrides) -> ml_collections.ConfigDict:
     (dict(init="xavier"), "init='xavier' is not one of"),
     (dict(total_steps=0, num_epochs=0.0), "Set num_epochs > 0"),
     (dict(learning_rate=-1.0), "learning_rate=-1.0 must be > 0"),
+    (dict(model=dict(attention="flash")),
+     "model.attention='flash' must be 'auto'"),
 ])
 def test_bad_config_is_rejected_with_a_fix(overrides, expected):
   with pytest.raises(train.ConfigError, match=expected):

@@ -182,8 +182,10 @@ def test_vit_with_jax_attention_equals_flax_attention(monkeypatch):
   params["head"]["kernel"] = jax.random.normal(jax.random.key(3),
                                                params["head"]["kernel"].shape)
   ours, _ = model.apply({"params": params}, images)
-  monkeypatch.setattr(layers, "dot_product_attention",
-                      nn.dot_product_attention)
+  monkeypatch.setattr(
+      layers, "dot_product_attention",
+      lambda *args, implementation=None, **kwargs: nn.dot_product_attention(
+          *args, **kwargs))
   flax_logits, _ = model.apply({"params": params}, images)
   assert float(jnp.abs(ours).max()) > 0.1  # Not trivially equal zeros.
   np.testing.assert_allclose(ours, flax_logits, atol=1e-5)

@@ -7,6 +7,7 @@ big_vision's ViT). Attention is `nn.MultiHeadDotProductAttention` (computed by
 and `(heads, head_dim, d)`.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -27,14 +28,17 @@ def posemb_sincos_1d(length: int, width: int,
 
 def dot_product_attention(query, key, value, bias=None, mask=None, *,
                           dropout_rate: float = 0.0, deterministic: bool = True,
-                          module: nn.Module | None = None, **kwargs):
+                          module: nn.Module | None = None,
+                          implementation: str | None = None, **kwargs):
   """`attention_fn` for `nn.MultiHeadDotProductAttention`: softmax attention
   through `jax.nn.dot_product_attention` (cuDNN flash attention on NVIDIA
   GPUs where it applies, XLA elsewhere).
 
   Shapes as Flax's: `query` (batch, q_len, heads, head_dim), `key`/`value`
   (batch, kv_len, heads, head_dim), `mask` broadcastable to (batch, heads,
-  q_len, kv_len), True = attend. When the module asks for its attention
+  q_len, kv_len), True = attend. `implementation`: None lets JAX choose
+  (cuDNN where it supports the shapes and dtype, else XLA), or 'xla' /
+  'cudnn'. When the module asks for its attention
   weights (`sow_weights=True`, which passes `module`), Flax's own
   `nn.dot_product_attention` runs instead, since it materialises and sows
   them.
@@ -49,7 +53,8 @@ def dot_product_attention(query, key, value, bias=None, mask=None, *,
         "jax.nn.dot_product_attention; use dropout on the attention output.")
   if mask is not None:
     mask = mask.astype(bool)  # Flax's masks may be float (make_causal_mask).
-  return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask)
+  return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask,
+                                     implementation=implementation)
 
 
 class MlpBlock(nn.Module):
@@ -79,6 +84,7 @@ class EncoderBlock(nn.Module):
   num_heads: int
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  attention_implementation: str | None = None  # See dot_product_attention.
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray | None = None, *,
@@ -87,7 +93,9 @@ class EncoderBlock(nn.Module):
     y = nn.MultiHeadDotProductAttention(
         num_heads=self.num_heads, dtype=self.dtype,
         kernel_init=nn.initializers.xavier_uniform(),
-        attention_fn=dot_product_attention,
+        attention_fn=functools.partial(
+            dot_product_attention,
+            implementation=self.attention_implementation),
         deterministic=not train, name="attention")(y, y, mask=mask)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
     y = nn.LayerNorm(dtype=self.dtype, name="norm2")(x)

@@ -67,6 +67,8 @@ class ViT(nn.Module):
     posemb: 'sincos2d' (default), 'sincos1d' or 'learn'.
     dropout: dropout rate in attention outputs and MLPs.
     dtype: compute dtype (params stay float32).
+    attention_implementation: None (JAX picks cuDNN or XLA), 'xla' or
+      'cudnn'; see `layers.dot_product_attention`.
   """
   num_classes: int
   patch_size: int = 2
@@ -78,6 +80,7 @@ class ViT(nn.Module):
   posemb: str = "sincos2d"
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  attention_implementation: str | None = None
 
   def _posemb(self, h: int, w: int) -> jnp.ndarray:
     if self.posemb == "sincos2d":
@@ -113,7 +116,9 @@ class ViT(nn.Module):
     for i in range(self.depth):
       x = layers.EncoderBlock(
           mlp_dim=self.mlp_dim, num_heads=self.num_heads, dropout=self.dropout,
-          dtype=self.dtype, name=f"encoderblock_{i}")(x, train=train)
+          dtype=self.dtype,
+          attention_implementation=self.attention_implementation,
+          name=f"encoderblock_{i}")(x, train=train)
       intermediates[f"block{i:02d}"] = x
     x = nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
     x = x[:, 0] if self.pool == "token" else x.mean(axis=1)
