@@ -193,12 +193,14 @@ def test_enhance_ops_match_pil(image, image_u8, op, pil_enhance, factor):
 
 
 def test_contrast_scales_around_channel_means(image):
+  # float32 channel means over 1,024 pixels differ from numpy's by ~1e-6
+  # (jax 0.10.2 here); 1e-5 is still 1/400 of one 8-bit level.
   means = image.mean(axis=(0, 1))
   np.testing.assert_allclose(
       augment.contrast(image, 0.0), np.broadcast_to(means, image.shape),
-      atol=1e-6)
+      atol=1e-5)
   np.testing.assert_allclose(
-      augment.contrast(image, 0.5), means + 0.5 * (image - means), atol=1e-6)
+      augment.contrast(image, 0.5), means + 0.5 * (image - means), atol=1e-5)
 
 
 def test_translate_shifts_by_whole_pixels(image):
