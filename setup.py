@@ -33,5 +33,8 @@ setuptools.setup(
     ],
     extras_require={
         "test": ["pytest>=8.0"],
+        # Cross-checks against PyTorch/timm (tests/test_reference.py); never
+        # needed to train. torch 2.14.1 is the release tested here.
+        "reference": ["torch>=2.14", "timm>=1.0.31"],
     },
 )

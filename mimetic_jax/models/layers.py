@@ -58,10 +58,15 @@ def dot_product_attention(query, key, value, bias=None, mask=None, *,
 
 
 class MlpBlock(nn.Module):
-  """Two-layer GELU MLP: `(..., d) -> (..., mlp_dim) -> (..., d)`."""
+  """Two-layer GELU MLP: `(..., d) -> (..., mlp_dim) -> (..., d)`.
+
+  `gelu_approximate`: Flax's default tanh approximation of GELU (True), or
+  the exact erf form (False) that PyTorch/timm use.
+  """
   mlp_dim: int
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  gelu_approximate: bool = True
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
@@ -69,7 +74,8 @@ class MlpBlock(nn.Module):
         n, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform(),
         bias_init=nn.initializers.normal(1e-6), name=name)
     d = x.shape[-1]
-    x = nn.gelu(dense(self.mlp_dim, "fc1")(x))
+    x = nn.gelu(dense(self.mlp_dim, "fc1")(x),
+                approximate=self.gelu_approximate)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return dense(d, "fc2")(x)
 
@@ -85,6 +91,7 @@ class EncoderBlock(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   attention_implementation: str | None = None  # See dot_product_attention.
+  gelu_approximate: bool = True  # See MlpBlock.
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, mask: jnp.ndarray | None = None, *,
@@ -99,6 +106,7 @@ class EncoderBlock(nn.Module):
         deterministic=not train, name="attention")(y, y, mask=mask)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
     y = nn.LayerNorm(dtype=self.dtype, name="norm2")(x)
-    y = MlpBlock(self.mlp_dim, self.dropout, self.dtype, name="mlp")(
-        y, train=train)
+    y = MlpBlock(self.mlp_dim, self.dropout, self.dtype,
+                 gelu_approximate=self.gelu_approximate, name="mlp")(
+                     y, train=train)
     return x + nn.Dropout(self.dropout, deterministic=not train)(y)

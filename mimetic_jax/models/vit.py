@@ -69,6 +69,8 @@ class ViT(nn.Module):
     dtype: compute dtype (params stay float32).
     attention_implementation: None (JAX picks cuDNN or XLA), 'xla' or
       'cudnn'; see `layers.dot_product_attention`.
+    gelu_approximate: tanh-approximate GELU (Flax's default) or exact erf
+      GELU (False; PyTorch's and timm's).
   """
   num_classes: int
   patch_size: int = 2
@@ -81,6 +83,7 @@ class ViT(nn.Module):
   dropout: float = 0.0
   dtype: Any = jnp.float32
   attention_implementation: str | None = None
+  gelu_approximate: bool = True
 
   def _posemb(self, h: int, w: int) -> jnp.ndarray:
     if self.posemb == "sincos2d":
@@ -118,6 +121,7 @@ class ViT(nn.Module):
           mlp_dim=self.mlp_dim, num_heads=self.num_heads, dropout=self.dropout,
           dtype=self.dtype,
           attention_implementation=self.attention_implementation,
+          gelu_approximate=self.gelu_approximate,
           name=f"encoderblock_{i}")(x, train=train)
       intermediates[f"block{i:02d}"] = x
     x = nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)

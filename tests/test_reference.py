@@ -1,0 +1,101 @@
+"""The project's ViT computes what timm's `VisionTransformer` computes.
+
+Flax params (default and mimetic init) are copied into timm's ViT of the same
+architecture with `mimetic_jax.timm_port`, and both run real CIFAR-10 test
+images in float32. Conventions that differ and how they are matched (see
+`timm_port`'s docstring for the details):
+
+* input normalisation: inside the Flax ViT, `(x - 0.5) / 0.25`; applied to
+  timm's input by `timm_port.normalize`;
+* patch embedding layout: HWIO -> OIHW;
+* position embedding: fixed 2-D sin-cos on the patch tokens only
+  (`no_embed_class=True`);
+* fused `qkv` rows vs separate `query`/`key`/`value` kernels, head-major;
+  attention scale `head_dim ** -0.5` in both;
+* Flax `(in, out)` kernels vs torch `(out, in)` weights;
+* GELU: tanh approximation (Flax default) vs exact erf (timm): the Flax model
+  is built with `gelu_approximate=False`;
+* LayerNorm epsilon 1e-6 in both;
+* GAP: final norm, then the token mean (`global_pool='avg'`,
+  `fc_norm=False`).
+
+Needs the `reference` extra (torch, timm); skips with the reason otherwise.
+"""
+
+import io
+import tarfile
+
+import jax
+import numpy as np
+import PIL.Image
+import pytest
+
+from mimetic_jax.models import ViT, initialize
+
+torch = pytest.importorskip(
+    "torch", reason="needs PyTorch: pip install -e '.[reference]'")
+pytest.importorskip("timm", reason="needs timm: pip install -e '.[reference]'")
+from mimetic_jax import timm_port  # pylint: disable=g-import-not-at-top
+
+NUM_IMAGES = 8
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def cifar10_images(cifar10_archive) -> np.ndarray:
+  """The first `NUM_IMAGES` test JPEGs of the archive, float32 in [0, 1]."""
+  images = []
+  with tarfile.open(cifar10_archive, "r|gz") as tar:
+    for member in tar:
+      if member.isfile() and "/test/" in member.name:
+        data = tar.extractfile(member).read()
+        images.append(np.asarray(PIL.Image.open(io.BytesIO(data)).convert(
+            "RGB"), np.float32) / 255)
+        if len(images) == NUM_IMAGES:
+          break
+  return np.stack(images)
+
+
+@pytest.mark.parametrize("pool", ["token", "gap"])
+@pytest.mark.parametrize("init", ["default", "mimetic"])
+def test_ported_params_give_the_same_logits(cifar10_images, init, pool):
+  model = ViT(num_classes=10, patch_size=4, width=192, depth=6, mlp_dim=768,
+              num_heads=3, pool=pool, gelu_approximate=False)
+  params = initialize(model, jax.random.key(0), cifar10_images, init=init)
+  # The head is zero-initialised; a random one makes the logits informative.
+  params["head"]["kernel"] = 0.1 * jax.random.normal(
+      jax.random.key(1), params["head"]["kernel"].shape)
+  params["head"]["bias"] = 0.1 * jax.random.normal(
+      jax.random.key(2), params["head"]["bias"].shape)
+  logits, intermediates = model.apply({"params": params}, cifar10_images)
+
+  vit = timm_port.timm_vit(model, image_size=32).eval()
+  timm_port.load_params(vit, jax.tree.map(np.asarray, params))
+  inputs = torch.from_numpy(timm_port.normalize(cifar10_images)).permute(
+      0, 3, 1, 2)
+  with torch.no_grad():
+    features = vit.forward_head(vit.forward_features(inputs), pre_logits=True)
+    timm_logits = vit.head(features)
+
+  assert float(np.abs(logits).std()) > 0.1  # Not trivially equal.
+  np.testing.assert_allclose(features.numpy(), intermediates["pre_logits"],
+                             atol=TOLERANCE, rtol=TOLERANCE)
+  np.testing.assert_allclose(timm_logits.numpy(), logits, atol=TOLERANCE,
+                             rtol=TOLERANCE)
+
+
+def test_gelu_convention_matters(cifar10_images):
+  """The tanh-approximate GELU (the Flax default) is *not* what timm
+  computes: a wrong convention is caught, not hidden by the tolerance."""
+  model = ViT(num_classes=0, patch_size=4, width=192, depth=6, mlp_dim=768,
+              num_heads=3)
+  params = initialize(model, jax.random.key(0), cifar10_images)
+  features, _ = model.apply({"params": params}, cifar10_images)
+  vit = timm_port.timm_vit(model, image_size=32).eval()
+  timm_port.load_params(vit, jax.tree.map(np.asarray, params))
+  inputs = torch.from_numpy(timm_port.normalize(cifar10_images)).permute(
+      0, 3, 1, 2)
+  with torch.no_grad():
+    timm_features = vit.forward_head(vit.forward_features(inputs),
+                                     pre_logits=True).numpy()
+  assert np.abs(timm_features - np.asarray(features)).max() > TOLERANCE
