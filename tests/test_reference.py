@@ -23,6 +23,7 @@ Needs the `reference` extra (torch, timm); skips with the reason otherwise.
 """
 
 import io
+import sys
 import tarfile
 
 import jax
@@ -32,6 +33,10 @@ import pytest
 
 from mimetic_jax.models import ViT, initialize
 
+# torch's CUDA build imports triton, whose native library crashes the process
+# when loaded after what the rest of the suite loads (TensorFlow, h5py, ...);
+# these CPU-only checks never need it, and torch runs without it.
+sys.modules.setdefault("triton", None)
 torch = pytest.importorskip(
     "torch", reason="needs PyTorch: pip install -e '.[reference]'")
 pytest.importorskip("timm", reason="needs timm: pip install -e '.[reference]'")
