@@ -13,9 +13,10 @@ records through `tfds.data_source` and decodes the images with Pillow.
     `~/tensorflow_datasets`).
   path: offline source: a folder or .tar.gz/.tgz/.tar archive of
     `<split>/<class>/<image>` images (see `image_folder`), ingested once into
-    `data_dir`; or a prepared tfds dataset folder (the one holding
-    `dataset_info.json`, e.g. copied from another machine's `data_dir`),
-    read where it is. '' = use the tfds builder `name` (downloading it if
+    `data_dir`; or a prepared tfds dataset folder (the version folder
+    holding `dataset_info.json`, e.g. `<data_dir>/image_folder/<config>/
+    1.0.0` copied from another machine; tfds needs it named by the
+    version), read where it is. '' = use the tfds builder `name` (downloading it if
     needed).
   train_split, eval_split: split names, e.g. 'train' and 'test'.
   image_size: side S of the square images handed out. `load_arrays` resizes
@@ -31,7 +32,8 @@ Multi-host: every function takes `process_index` / `process_count`, and each
 process reads only its shard of a split (`tfds.split_for_jax_process`, shard
 sizes differ by at most one). Nothing needs network access once the data is
 prepared in `data_dir`; if it is not and cannot be downloaded,
-`prepared.DatasetUnavailableError` says how to fix it before any long work starts.
+`prepared.DatasetUnavailableError` says how to fix it before any long work
+starts.
 """
 
 import concurrent.futures
