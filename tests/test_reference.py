@@ -61,6 +61,15 @@ def cifar10_images(cifar10_archive) -> np.ndarray:
   return np.stack(images)
 
 
+def _timm_features(model, params, images):
+  """`(timm ViT with params ported, its pre-logits tensor for images)`."""
+  vit = timm_port.timm_vit(model, image_size=images.shape[1]).eval()
+  timm_port.load_params(vit, jax.tree.map(np.asarray, params))
+  inputs = torch.from_numpy(timm_port.normalize(images)).permute(0, 3, 1, 2)
+  with torch.no_grad():
+    return vit, vit.forward_head(vit.forward_features(inputs), pre_logits=True)
+
+
 @pytest.mark.parametrize("pool", ["token", "gap"])
 @pytest.mark.parametrize("init", ["default", "mimetic"])
 def test_ported_params_give_the_same_logits(cifar10_images, init, pool):
@@ -74,12 +83,8 @@ def test_ported_params_give_the_same_logits(cifar10_images, init, pool):
       jax.random.key(2), params["head"]["bias"].shape)
   logits, intermediates = model.apply({"params": params}, cifar10_images)
 
-  vit = timm_port.timm_vit(model, image_size=32).eval()
-  timm_port.load_params(vit, jax.tree.map(np.asarray, params))
-  inputs = torch.from_numpy(timm_port.normalize(cifar10_images)).permute(
-      0, 3, 1, 2)
+  vit, features = _timm_features(model, params, cifar10_images)
   with torch.no_grad():
-    features = vit.forward_head(vit.forward_features(inputs), pre_logits=True)
     timm_logits = vit.head(features)
 
   assert float(np.abs(logits).std()) > 0.1  # Not trivially equal.
@@ -96,11 +101,5 @@ def test_gelu_convention_matters(cifar10_images):
               num_heads=3)
   params = initialize(model, jax.random.key(0), cifar10_images)
   features, _ = model.apply({"params": params}, cifar10_images)
-  vit = timm_port.timm_vit(model, image_size=32).eval()
-  timm_port.load_params(vit, jax.tree.map(np.asarray, params))
-  inputs = torch.from_numpy(timm_port.normalize(cifar10_images)).permute(
-      0, 3, 1, 2)
-  with torch.no_grad():
-    timm_features = vit.forward_head(vit.forward_features(inputs),
-                                     pre_logits=True).numpy()
-  assert np.abs(timm_features - np.asarray(features)).max() > TOLERANCE
+  _, timm_features = _timm_features(model, params, cifar10_images)
+  assert np.abs(timm_features.numpy() - np.asarray(features)).max() > TOLERANCE
