@@ -137,7 +137,8 @@ def make_streaming_iterator(
   """Streams batches of this process's shard of `split` (ImageNet-size data).
 
   Images are decoded and augmented on the host with tf.data, with prefetch.
-  Train (limited to `max_train_examples` if set): endless; shuffled; Inception
+  Train (limited to `max_train_examples` if set): endless; a fresh
+  permutation of the shard every epoch; Inception
   random-resized crop to S x S and random horizontal flip, deterministic given
   `seed`. Eval (limited to `max_eval_examples`): resize the shorter side to
   S / 0.875 and center-crop S x S; exactly one pass, the last batch padded
@@ -151,7 +152,8 @@ def make_streaming_iterator(
     local_batch_size: examples per batch on this process.
     image_size: output side S.
     train: train (augmented, endless) or eval (one padded pass) pipeline.
-    seed: seed for file order, shuffling and augmentation (train only).
+    seed: seed of the per-epoch permutations and the augmentation (train
+      only).
     process_index: this process, in [0, process_count).
     process_count: number of processes sharing the data.
 
