@@ -41,9 +41,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
   config.dataset.image_size = 32
-  # The linear range pixels are mapped to before the ViT (big_vision uses
-  # (-1, 1)); augmentation always works on [0, 1].
-  config.dataset.value_range = (0.0, 1.0)
+  # The one linear range the ViT sees pixels in (it normalises nothing
+  # itself): (-2, 2) is (x - 0.5) / 0.25, what every result in README used;
+  # big_vision uses (-1, 1). Augmentation always works on [0, 1].
+  config.dataset.value_range = (-2.0, 2.0)
   config.dataset.in_memory = True  # False streams from tfds (ImageNet).
   config.dataset.max_train_examples = 0  # 0 = all.
   config.dataset.max_eval_examples = 0
@@ -65,6 +66,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.01  # AdamW, on kernels/embeddings only.
   config.b1 = 0.9
   config.b2 = 0.999
+  config.adam_eps = 1e-8  # AdamW's epsilon (timm CIFAR pipelines: 1e-3).
   config.grad_clip_norm = 0.0  # 0 = off.
   config.label_smoothing = 0.0
 

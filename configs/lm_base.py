@@ -74,6 +74,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.1  # AdamW, on kernels/embeddings only.
   config.b1 = 0.9
   config.b2 = 0.95
+  config.adam_eps = 1e-8  # AdamW's epsilon (timm CIFAR pipelines: 1e-3).
   config.grad_clip_norm = 1.0  # 0 = off.
   config.label_smoothing = 0.0  # Unused by the LM loss; kept for the trainer.
 

@@ -83,10 +83,11 @@ def _model_dtype(name: str):
 
 def to_value_range(images: jax.Array,
                    dataset: ml_collections.ConfigDict) -> jax.Array:
-  """Maps `[0, 1]` pixels linearly onto `dataset.value_range = (lo, hi)`,
-  which is what the ViT sees (big_vision's `value_range` op). Configs saved
-  before the key existed mean `(0, 1)`."""
-  lo, hi = dataset.get("value_range", (0.0, 1.0))
+  """Maps `[0, 1]` pixels linearly onto `dataset.value_range = (lo, hi)`:
+  the one place that decides what the ViT sees (it normalises nothing
+  itself; big_vision's `value_range` op). The default `(-2, 2)` is
+  `(x - 0.5) / 0.25`."""
+  lo, hi = dataset.value_range
   return images * (hi - lo) + lo
 
 

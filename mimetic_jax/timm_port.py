@@ -7,14 +7,14 @@ nothing else in the project imports this module.
 `timm_vit(model)` builds timm's ViT with `model`'s architecture and
 `load_params(vit, params)` copies Flax params into it, so that
 
-    timm_vit_out = vit(torch.from_numpy(normalize(images)).permute(0, 3, 1, 2))
+    timm_vit_out = vit(torch.from_numpy(images).permute(0, 3, 1, 2))
     flax_out, _ = model.apply({"params": params}, images)
 
 agree to float32 rounding (tests/test_reference.py). Conventions, and how
 they are matched:
 
-* Input: `ViT` normalises `[0, 1]` pixels itself, `(x - 0.5) / 0.25`; timm's
-  model takes normalised NCHW tensors, so feed it `normalize(images)`.
+* Input: neither model normalises its input; both get the same pixels (what
+  `tasks.to_value_range` gives the trainer), NHWC for Flax, NCHW for torch.
 * Patch embedding: Flax `Conv` kernel `(p, p, C, d)` (HWIO) -> torch `Conv2d`
   weight `(d, C, p, p)` (OIHW).
 * Position embedding: fixed 2-D sin-cos added to the patch tokens only, the
@@ -38,14 +38,6 @@ import numpy as np
 
 from mimetic_jax.models import ViT
 from mimetic_jax.models.vit import posemb_sincos_2d
-
-_PIXEL_MEAN, _PIXEL_STD = 0.5, 0.25  # What `ViT` applies to [0, 1] pixels.
-
-
-def normalize(images: np.ndarray) -> np.ndarray:
-  """`[0, 1]` pixels as the Flax ViT normalises them, for timm's input."""
-  return (np.asarray(images, np.float32) - _PIXEL_MEAN) / _PIXEL_STD
-
 
 def timm_vit(model: ViT, image_size: int, in_chans: int = 3):
   """timm's `VisionTransformer` with `model`'s architecture (weights not

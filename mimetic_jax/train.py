@@ -74,6 +74,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           f"{name}={max(devices, size // devices * devices or devices)}.")
   if config.total_steps <= 0 and config.num_epochs <= 0:
     raise ConfigError("Set num_epochs > 0 or total_steps > 0.")
+  if config.adam_eps <= 0:
+    raise ConfigError(f"adam_eps={config.adam_eps} must be > 0 (AdamW's "
+                      "epsilon; 1e-8 by default).")
   if config.learning_rate <= 0:
     raise ConfigError(f"learning_rate={config.learning_rate} must be > 0.")
   attention = config.model.get("attention", "auto")
@@ -91,7 +94,7 @@ def make_optimizer(config, total_steps: int, warmup_steps: int):
       warmup_steps=warmup_steps, decay_steps=max(total_steps, warmup_steps + 1),
       end_value=config.end_learning_rate)
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
-  tx = optax.adamw(schedule, b1=config.b1, b2=config.b2,
+  tx = optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.adam_eps,
                    weight_decay=config.weight_decay, mask=decay_mask)
   if config.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)

@@ -5,8 +5,8 @@ architecture with `mimetic_jax.timm_port`, and both run real CIFAR-10 test
 images in float32. Conventions that differ and how they are matched (see
 `timm_port`'s docstring for the details):
 
-* input normalisation: inside the Flax ViT, `(x - 0.5) / 0.25`; applied to
-  timm's input by `timm_port.normalize`;
+* input: neither model normalises; both get the pixels the trainer gives
+  (`tasks.to_value_range` onto the default `dataset.value_range`);
 * patch embedding layout: HWIO -> OIHW;
 * position embedding: fixed 2-D sin-cos on the patch tokens only
   (`no_embed_class=True`);
@@ -31,6 +31,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
+from configs import cifar10
+from mimetic_jax import tasks
 from mimetic_jax.models import ViT, initialize
 
 # torch's CUDA build imports triton, whose native library crashes the process
@@ -48,7 +50,8 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def cifar10_images(cifar10_archive) -> np.ndarray:
-  """The first `NUM_IMAGES` test JPEGs of the archive, float32 in [0, 1]."""
+  """The first `NUM_IMAGES` test JPEGs of the archive, float32, mapped onto
+  the default `dataset.value_range` as the trainer maps them."""
   images = []
   with tarfile.open(cifar10_archive, "r|gz") as tar:
     for member in tar:
@@ -58,14 +61,15 @@ def cifar10_images(cifar10_archive) -> np.ndarray:
             "RGB"), np.float32) / 255)
         if len(images) == NUM_IMAGES:
           break
-  return np.stack(images)
+  return np.asarray(tasks.to_value_range(np.stack(images),
+                                         cifar10.get_config().dataset))
 
 
 def _timm_features(model, params, images):
   """`(timm ViT with params ported, its pre-logits tensor for images)`."""
   vit = timm_port.timm_vit(model, image_size=images.shape[1]).eval()
   timm_port.load_params(vit, jax.tree.map(np.asarray, params))
-  inputs = torch.from_numpy(timm_port.normalize(images)).permute(0, 3, 1, 2)
+  inputs = torch.from_numpy(images).permute(0, 3, 1, 2)
   with torch.no_grad():
     return vit, vit.forward_head(vit.forward_features(inputs), pre_logits=True)
 

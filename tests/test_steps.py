@@ -60,15 +60,13 @@ def replicate(tree, n):
 
 
 @pytest.mark.parametrize("value_range, expected", [
-    (None, [0.0, 0.2, 1.0]),  # A config saved before the key: [0, 1].
+    (None, [-2.0, -1.2, 2.0]),  # The default: (x - 0.5) / 0.25.
     ((0.0, 1.0), [0.0, 0.2, 1.0]),
     ((-1.0, 1.0), [-1.0, -0.6, 1.0]),
 ])
 def test_image_inputs_are_mapped_to_the_value_range(value_range, expected):
   config = cifar10.get_config("smoke")
-  if value_range is None:
-    del config.dataset["value_range"]
-  else:
+  if value_range is not None:
     config.dataset.value_range = value_range
   batch = {"image": np.array([0, 51, 255], np.uint8).reshape(1, 1, 1, 3)}
   key = jax.random.key(0)

@@ -6,9 +6,11 @@ routes (`mimetic_params`, `mimetic_init`) apply. The forward pass returns
 `(logits, intermediates)`; `intermediates` holds the tokens after each block
 and the pre-logits features, handy for diagnostics and tests.
 
-Conventions: images are `(batch, height, width, channels)`, float in [0, 1]
-after augmentation and normalised inside the model; Flax kernels are
-`(in, out)`; params are float32 and `dtype` sets the compute dtype.
+Conventions: images are `(batch, height, width, channels)`, float, already in
+the range the model should see: the model applies no normalisation of its own
+(the image task maps pixels onto `dataset.value_range`, `tasks.to_value_range`).
+Flax kernels are `(in, out)`; params are float32 and `dtype` sets the compute
+dtype.
 """
 
 import re
@@ -98,14 +100,15 @@ class ViT(nn.Module):
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, *, train: bool = False):
-    """`images`: `(batch, H, W, C)` in [0, 1] -> `(logits, intermediates)`."""
+    """`images`: `(batch, H, W, C)`, used as given -> `(logits,
+    intermediates)`."""
     p = self.patch_size
     if images.shape[1] % p or images.shape[2] % p:
       raise ValueError(f"Image size {images.shape[1:3]} is not divisible by "
                        f"patch size {p}.")
-    x = (images.astype(self.dtype) - 0.5) / 0.25
     x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID",
-                dtype=self.dtype, name="embedding")(x)
+                dtype=self.dtype, name="embedding")(
+                    images.astype(self.dtype))
     b, h, w, c = x.shape
     x = x.reshape(b, h * w, c) + self._posemb(h, w).astype(self.dtype)
     if self.pool == "token":
