@@ -29,6 +29,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.pool = "token"  # class token, as in the paper; or 'gap'.
   config.model.posemb = "sincos2d"  # or 'sincos1d', 'learn'.
   config.model.dropout = 0.0
+  # GELU's tanh approximation (Flax's default); False: exact erf (timm's).
+  config.model.gelu_approximate = True
   config.model.dtype = "float32"  # compute dtype; 'bfloat16' on TPU/GPU.
   # jax.nn.dot_product_attention: 'auto' (cuDNN flash attention on NVIDIA
   # GPUs where it applies, else XLA), 'xla' or 'cudnn'.

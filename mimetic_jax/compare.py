@@ -390,7 +390,9 @@ def _format_seconds(seconds: float | None) -> str:
   return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str],
+                   rows: Sequence[Sequence[str]]) -> list[str]:
+  """The lines of a GitHub-flavoured markdown table."""
   lines = ["| " + " | ".join(header) + " |",
            "|" + "|".join("---" for _ in header) + "|"]
   lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -457,7 +459,7 @@ def render_markdown(*, title: str, metric: Metric,
                  _format_mean_std(metric, stats["best"])]
                 + [_format_mean_std(metric, stats["at"][f]) for f in fractions]
                 + [delta])
-  lines += ["## Per init", ""] + _table(header, rows) + [""]
+  lines += ["## Per init", ""] + markdown_table(header, rows) + [""]
 
   header = ["run", "init", "seed", "final", "best (step)", "steps", "epochs",
             "wall time", "status"]
@@ -476,7 +478,7 @@ def render_markdown(*, title: str, metric: Metric,
         steps, "—" if epoch is None or not math.isfinite(epoch)
         else f"{epoch:.2f}", _format_seconds(run.get("wall_seconds")),
         run.get("status") or ("finished" if s["finished"] else "incomplete")])
-  lines += ["## Per run", ""] + _table(header, rows) + [""]
+  lines += ["## Per run", ""] + markdown_table(header, rows) + [""]
   lines += [f"![{metric.label} against epoch]({metric.plot_file})", ""]
   return "\n".join(lines)
 

@@ -123,6 +123,7 @@ class ImageClassification:
         num_heads=m.num_heads, patch_size=m.patch_size)
     return ViT(num_classes=data.info["num_classes"], pool=m.pool,
                posemb=m.posemb, dropout=m.dropout,
+               gelu_approximate=m.gelu_approximate,
                dtype=_model_dtype(m.dtype),
                attention_implementation=(None if m.attention == "auto"
                                          else m.attention), **arch)

@@ -40,15 +40,17 @@ from mimetic_jax.models import ViT
 from mimetic_jax.models.vit import posemb_sincos_2d
 
 def timm_vit(model: ViT, image_size: int, in_chans: int = 3):
-  """timm's `VisionTransformer` with `model`'s architecture (weights not
-  copied yet; see `load_params`)."""
+  """timm's `VisionTransformer` with `model`'s architecture: timm's own
+  initialization (see `load_params` to copy Flax weights in) except for the
+  position embedding, which is `model`'s fixed 2-D sin-cos table and frozen."""
   from timm.models import vision_transformer  # pylint: disable=g-import-not-at-top
   if model.posemb != "sincos2d":
     raise ValueError(f"Only posemb='sincos2d' is ported, not {model.posemb!r}.")
   if model.mlp_dim % model.width:
     raise ValueError("timm needs mlp_dim to be a multiple of width; got "
                      f"{model.mlp_dim} and {model.width}.")
-  return vision_transformer.VisionTransformer(
+  import torch  # pylint: disable=g-import-not-at-top
+  vit = vision_transformer.VisionTransformer(
       img_size=image_size, patch_size=model.patch_size, in_chans=in_chans,
       num_classes=model.num_classes, embed_dim=model.width,
       depth=model.depth, num_heads=model.num_heads,
@@ -56,6 +58,11 @@ def timm_vit(model: ViT, image_size: int, in_chans: int = 3):
       class_token=model.pool == "token",
       global_pool="token" if model.pool == "token" else "avg",
       fc_norm=False, no_embed_class=True)
+  with torch.no_grad():  # Fixed, as in the Flax ViT.
+    vit.pos_embed.copy_(_tensor(posemb_sincos_2d(*vit.patch_embed.grid_size,
+                                                 vit.embed_dim)))
+  vit.pos_embed.requires_grad_(False)
+  return vit
 
 
 def _tensor(array: Any):
@@ -82,9 +89,6 @@ def load_params(vit, params: Any) -> None:
     vit.patch_embed.proj.weight.copy_(
         _tensor(np.transpose(embedding["kernel"], (3, 2, 0, 1))))
     vit.patch_embed.proj.bias.copy_(_tensor(embedding["bias"]))
-    grid = vit.patch_embed.grid_size
-    vit.pos_embed.copy_(_tensor(posemb_sincos_2d(*grid, vit.embed_dim)))
-    vit.pos_embed.requires_grad_(False)  # Fixed, as in the Flax ViT.
     if vit.cls_token is not None:
       vit.cls_token.copy_(_tensor(params["cls"]))
     for i, block in enumerate(vit.blocks):

@@ -101,6 +101,14 @@ def make_optimizer(config, total_steps: int, warmup_steps: int):
   return tx, schedule
 
 
+def step_budget(config, steps_per_epoch: int) -> tuple[int, int]:
+  """`(total_steps, warmup_steps)`: `total_steps` if set, else `num_epochs`
+  rounded up to whole steps; warm-up rounded to the nearest step."""
+  total_steps = config.total_steps or math.ceil(config.num_epochs *
+                                                steps_per_epoch)
+  return total_steps, round(config.warmup_epochs * steps_per_epoch)
+
+
 def _device_put_sharded(mesh, arrays: dict[str, np.ndarray]):
   """Process-local numpy arrays -> global arrays sharded on their axis 0."""
   sharding = jax.NamedSharding(mesh, jax.P(steps.AXIS))
@@ -216,9 +224,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                                   else num_local_devices)
   _check_train_size(per_device, local_batch, jax.process_count())
   steps_per_epoch = per_device // local_batch
-  total_steps = config.total_steps or math.ceil(config.num_epochs *
-                                                steps_per_epoch)
-  warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+  total_steps, warmup_steps = step_budget(config, steps_per_epoch)
   if warmup_steps >= total_steps:
     log(f"Warning: the warm-up ({config.warmup_epochs} epochs = "
         f"{warmup_steps} steps) is not shorter than the run ({total_steps} "
