@@ -18,6 +18,7 @@ the training batch from `(key, epoch, device index)`, so a resumed run
 continues with exactly the draws an uninterrupted run would have made.
 """
 
+from collections.abc import Callable
 import functools
 from typing import Any
 
@@ -36,9 +37,26 @@ TrainState = train_state.TrainState
 _TRAIN_STREAM, _DATA_STREAM = 1, 2
 
 
+def group_norms(tree: Any, group_of: Callable[[tuple[str, ...]], str]
+                ) -> dict[str, jax.Array]:
+  """L2 norm of `tree`'s leaves per group; `group_of` maps a leaf's path of
+  names (e.g. `('encoderblock_0', 'attention', 'query', 'kernel')`) to its
+  group."""
+  squares = {}
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    group = group_of(tuple(getattr(p, "key", str(p)) for p in path))
+    squares[group] = squares.get(group, 0.0) + jnp.sum(jnp.square(leaf))
+  return {group: jnp.sqrt(total) for group, total in squares.items()}
+
+
 def train_step(state: TrainState, batch: Batch, key: jax.Array, *,
-               task: Task) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One optimizer step on this device's `batch`; gradients `pmean`-ed."""
+               task: Task, grad_groups: Callable[[tuple[str, ...]], str]
+               | None = None) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step on this device's `batch`; gradients `pmean`-ed.
+
+  With `grad_groups` (see `group_norms`), `metrics['grad_norms']` holds the
+  gradient norm of each group.
+  """
   step_key = jax.random.fold_in(
       jax.random.fold_in(jax.random.fold_in(key, _TRAIN_STREAM), state.step),
       lax.axis_index(AXIS))
@@ -66,6 +84,8 @@ def train_step(state: TrainState, batch: Batch, key: jax.Array, *,
       "update_norm": optax.tree.norm(
           jax.tree.map(jnp.subtract, new_state.params, state.params)),
   }
+  if grad_groups is not None:
+    metrics["grad_norms"] = group_norms(grads, grad_groups)
   return new_state, metrics
 
 
@@ -89,12 +109,12 @@ def sample_batch(train_data: Batch, step: jax.Array, key: jax.Array, *,
 
 def train_step_in_memory(state: TrainState, train_data: Batch,
                          key: jax.Array, *, task: Task, steps_per_epoch: int,
-                         local_batch_size: int):
+                         local_batch_size: int, grad_groups=None):
   """`train_step` on a batch gathered from device-resident train data."""
   batch = sample_batch(train_data, state.step, key,
                        steps_per_epoch=steps_per_epoch,
                        local_batch_size=local_batch_size)
-  return train_step(state, batch, key, task=task)
+  return train_step(state, batch, key, task=task, grad_groups=grad_groups)
 
 
 def eval_sums(params: Any, eval_data: Batch, *, apply_fn, task: Task,
@@ -131,20 +151,22 @@ def shard_map_over(mesh: jax.sharding.Mesh, per_device_fn, in_specs,
 
 
 def compile_train_step(mesh, *, task: Task, steps_per_epoch: int | None,
-                       local_batch_size: int):
+                       local_batch_size: int, grad_groups=None):
   """`(state, data, key) -> (state, metrics)`; state is donated.
 
   `data` is sharded over the mesh on its leading axis. In memory
   (`steps_per_epoch` given) it is the whole training split, from which each
   device draws its batch inside the step; streamed (`steps_per_epoch=None`)
   it is this step's global batch (and `local_batch_size` is unused).
+  `grad_groups`: see `train_step`.
   """
   if steps_per_epoch is None:
-    fn = functools.partial(train_step, task=task)
+    fn = functools.partial(train_step, task=task, grad_groups=grad_groups)
   else:
     fn = functools.partial(train_step_in_memory, task=task,
                            steps_per_epoch=steps_per_epoch,
-                           local_batch_size=local_batch_size)
+                           local_batch_size=local_batch_size,
+                           grad_groups=grad_groups)
   P = jax.P
   return shard_map_over(mesh, fn, in_specs=(P(), P(AXIS), P()),
                         out_specs=(P(), P()), donate_argnums=(0,))

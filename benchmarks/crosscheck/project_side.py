@@ -94,26 +94,6 @@ def grad_group(path: tuple[str, ...]) -> str:
   return groups[path[0]]
 
 
-def _group_norms_fn(apply_fn, task):
-  """Jitted `(params, images, labels) -> {group: gradient norm}` of the
-  step's loss (the mean over the batch, as `steps.train_step`)."""
-
-  def loss_fn(params, images, labels):
-    logits, _ = apply_fn({"params": params}, images, train=True)
-    return task.score(logits, {"label": labels})["loss"].mean()
-
-  @jax.jit
-  def norms(params, images, labels):
-    grads = jax.grad(loss_fn)(params, images, labels)
-    squares = {}
-    for path, g in jax.tree_util.tree_leaves_with_path(grads):
-      group = grad_group(tuple(p.key for p in path))
-      squares[group] = squares.get(group, 0.0) + jnp.sum(jnp.square(g))
-    return jax.tree.map(jnp.sqrt, squares)
-
-  return norms
-
-
 def init_params(model, *, init: str, seed: int, config,
                 sample: np.ndarray) -> Any:
   """The trainer's init of `model` for `seed` (`sample`: one input batch)."""
@@ -147,17 +127,15 @@ def train(task: tasks.ImageClassification, model, params, *, seed: int,
                                  sharded)
   step_fn = steps.compile_train_step(
       mesh, task=_FedInputs(task), steps_per_epoch=None,
-      local_batch_size=len(labels[0]) // jax.device_count()).lower(
-          state, put(0), key).compile()
-  group_norms = _group_norms_fn(model.apply, task).lower(
-      state.params, batches[0], labels[0]).compile()
+      local_batch_size=len(labels[0]) // jax.device_count(),
+      grad_groups=grad_group).lower(state, put(0), key).compile()
   losses, norms = [], []
   start = time.perf_counter()
   for i in range(len(batches)):
-    if i < grad_norm_steps:
-      norms.append(group_norms(state.params, batches[i], labels[i]))
     state, metrics = step_fn(state, put(i), key)
     losses.append(metrics["train_loss"])
+    if i < grad_norm_steps:
+      norms.append(metrics["grad_norms"])
     if (i + 1) % config.log_every_steps == 0 or i + 1 == len(batches):
       loss = float(metrics["train_loss"])  # Waits for the step.
       if not math.isfinite(loss):
