@@ -120,51 +120,31 @@ def _run_seed(config, seed: int, runs: Sequence[str], workdir: pathlib.Path,
   print(f"seed {seed}: {total_steps} batches of {config.batch_size} drawn in "
         f"{time.perf_counter() - tic:.1f}s; {len(eval_labels)} eval images; "
         f"{jax.device_count()} x {jax.devices()[0].device_kind}.", flush=True)
-  learning_rates = None
   for name in todo:
     log = lambda line, name=name: print(f"[{name} seed{seed}] {line}",
                                         flush=True)
     framework, init = name.split("_", 1)
     tic = time.perf_counter()
+    model = task.make_model(data)
     if framework == "project":
-      model = task.make_model(data)
-      params = project_side.init_params(model, init=init, seed=seed,
-                                        config=config, sample=batches[0])
-      params, record = project_side.train(
-          task, model, params, seed=seed, batches=batches, labels=labels,
-          config=config, steps_per_epoch=steps_per_epoch,
-          grad_norm_steps=grad_norm_steps, log=log)
-      scores = project_side.evaluate(task, model, params, eval_images,
-                                     eval_labels,
-                                     batch_size=config.eval_batch_size)
+      record = project_side.run(
+          task, model, init=init, seed=seed, batches=batches, labels=labels,
+          eval_data=(eval_images, eval_labels), config=config,
+          steps_per_epoch=steps_per_epoch, grad_norm_steps=grad_norm_steps,
+          log=log)
     else:
       from benchmarks.crosscheck import timm_side  # pylint: disable=g-import-not-at-top
-      import torch  # pylint: disable=g-import-not-at-top
-      from mimetic_jax import timm_port  # pylint: disable=g-import-not-at-top
-      if learning_rates is None:
-        _, schedule = trainer.make_optimizer(
-            config, *trainer.step_budget(config, steps_per_epoch))
-        learning_rates = [float(schedule(i)) for i in range(total_steps)]
-      torch.manual_seed(seed)
-      vit = timm_port.timm_vit(task.make_model(data),
-                               image_size=batches.shape[2],
-                               in_chans=batches.shape[-1])
-      if init == "mimetic":
-        timm_side.mimetic_(
-            vit, torch.Generator().manual_seed(seed),
-            qk=trainer.parse_strength(config.mimetic.qk, "mimetic.qk"),
-            vo=trainer.parse_strength(config.mimetic.vo, "mimetic.vo"))
-      record = timm_side.train(vit, batches, labels,
-                               learning_rates=learning_rates, config=config,
-                               grad_norm_steps=grad_norm_steps, log=log)
-      scores = timm_side.evaluate(vit, eval_images, eval_labels,
-                                  batch_size=config.eval_batch_size,
-                                  label_smoothing=config.label_smoothing)
-    record = {"run": name, "seed": seed, **scores,
-              "num_eval": len(eval_labels), **record,
-              "wall_seconds": time.perf_counter() - tic}
-    log(f"eval accuracy {scores['eval_accuracy']:.4f}, eval loss "
-        f"{scores['eval_loss']:.4f} on {len(eval_labels)} images.")
+      _, schedule = trainer.make_optimizer(
+          config, *trainer.step_budget(config, steps_per_epoch))
+      record = timm_side.run(
+          model, init=init, seed=seed, batches=batches, labels=labels,
+          eval_data=(eval_images, eval_labels), config=config,
+          learning_rates=[float(schedule(i)) for i in range(total_steps)],
+          grad_norm_steps=grad_norm_steps, log=log)
+    record = {"run": name, "seed": seed, "num_eval": len(eval_labels),
+              **record, "wall_seconds": time.perf_counter() - tic}
+    log(f"eval accuracy {record['eval_accuracy']:.4f}, eval loss "
+        f"{record['eval_loss']:.4f} on {len(eval_labels)} images.")
     path = workdir / f"{name}_seed{seed}.json"
     path.with_suffix(".tmp").write_text(json.dumps(record))
     path.with_suffix(".tmp").replace(path)  # Whole records only.

@@ -169,3 +169,18 @@ def evaluate(task: tasks.ImageClassification, model, params,
     correct += float(hits)
   return {"eval_accuracy": correct / len(images),
           "eval_loss": loss_sum / len(images)}
+
+
+def run(task: tasks.ImageClassification, model, *, init: str, seed: int,
+        batches: np.ndarray, labels: np.ndarray,
+        eval_data: tuple[np.ndarray, np.ndarray], config,
+        steps_per_epoch: int, grad_norm_steps: int, log) -> dict[str, Any]:
+  """One cross-check run: init, `train`, `evaluate`; the run's record."""
+  params = init_params(model, init=init, seed=seed, config=config,
+                       sample=batches[0])
+  params, record = train(task, model, params, seed=seed, batches=batches,
+                         labels=labels, config=config,
+                         steps_per_epoch=steps_per_epoch,
+                         grad_norm_steps=grad_norm_steps, log=log)
+  return {**evaluate(task, model, params, *eval_data,
+                     batch_size=config.eval_batch_size), **record}

@@ -32,7 +32,10 @@ import numpy as np
 # process when loaded after TensorFlow; CPU training never needs it.
 sys.modules.setdefault("triton", None)
 import torch  # pylint: disable=g-import-not-at-top
-import torch.nn.functional as F
+import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
+
+from mimetic_jax import timm_port  # pylint: disable=g-import-not-at-top
+from mimetic_jax.train import parse_strength  # pylint: disable=g-import-not-at-top
 
 
 def mimetic_(vit, generator: torch.Generator, *,
@@ -173,3 +176,26 @@ def evaluate(vit, images: np.ndarray, labels: np.ndarray, *, batch_size: int,
       correct += float((logits.argmax(-1) == targets).sum())
   return {"eval_accuracy": correct / len(images),
           "eval_loss": loss_sum / len(images)}
+
+
+def run(model, *, init: str, seed: int, batches: np.ndarray,
+        labels: np.ndarray, eval_data: tuple[np.ndarray, np.ndarray], config,
+        learning_rates: Sequence[float], grad_norm_steps: int,
+        log) -> dict[str, Any]:
+  """One cross-check run of timm's ViT with `model`'s architecture (a Flax
+  `ViT`): timm's init (`init='default'`) or `mimetic_`, then `train` and
+  `evaluate`; the run's record."""
+  if init not in ("default", "mimetic"):
+    raise ValueError(f"timm runs have init 'default' or 'mimetic', not "
+                     f"{init!r}.")
+  torch.manual_seed(seed)  # timm's init draws from the global generator.
+  vit = timm_port.timm_vit(model, image_size=batches.shape[2],
+                           in_chans=batches.shape[-1])
+  if init == "mimetic":
+    mimetic_(vit, torch.Generator().manual_seed(seed),
+             qk=parse_strength(config.mimetic.qk, "mimetic.qk"),
+             vo=parse_strength(config.mimetic.vo, "mimetic.vo"))
+  record = train(vit, batches, labels, learning_rates=learning_rates,
+                 config=config, grad_norm_steps=grad_norm_steps, log=log)
+  return {**evaluate(vit, *eval_data, batch_size=config.eval_batch_size,
+                     label_smoothing=config.label_smoothing), **record}
