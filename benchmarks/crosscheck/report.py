@@ -26,13 +26,17 @@ RUNS = {  # name -> what it is.
     "timm_mimetic": "timm ViT (PyTorch), mimetic from the paper's formulas",
 }
 # Gradient-norm groups summed over layers, in plot order.
-GROUPS = ("qk", "vo", "mlp", "patch_embedding", "head")
+GROUPS = ("total", "qk", "vo", "mlp", "patch_embedding", "cls_token", "head",
+          "norms")
 
 
-def group_total(norms: Mapping[str, float], group: str) -> float:
-  """The norm of a group over all layers (`qk` = every `qk/<layer>`)."""
-  return math.sqrt(sum(v * v for k, v in norms.items()
-                       if k == group or k.split("/")[0] == group))
+def group_total(norms: Mapping[str, float], group: str) -> float | None:
+  """The norm of a group over all layers (`qk` = every `qk/<layer>`; `total`
+  = every parameter); None if the model has no such group (e.g.
+  `cls_token` with GAP)."""
+  squares = [v * v for k, v in norms.items()
+             if group in ("total", k.split("/")[0])]
+  return math.sqrt(sum(squares)) if squares else None
 
 
 def _late_train_loss(record: Mapping[str, Any]) -> float:
@@ -54,7 +58,8 @@ def _grad_cell(records: Sequence[Mapping[str, Any]], group: str) -> str:
   """Median over the recorded steps (and the max), mean over seeds."""
   medians, peaks = [], []
   for r in records:
-    totals = [group_total(n, group) for n in r["grad_norms"]]
+    totals = [t for t in (group_total(n, group) for n in r["grad_norms"])
+              if t is not None]
     if totals:
       medians.append(float(np.median(totals)))
       peaks.append(max(totals))
@@ -141,12 +146,15 @@ def write_plots(records: Sequence[Mapping[str, Any]],
   fig.savefig(folder / "training_loss.png")
   plt.close(fig)
 
-  fig, axes = plt.subplots(1, len(GROUPS), figsize=(3.2 * len(GROUPS), 3.6),
-                           dpi=110, sharex=True)
+  fig, axes = plt.subplots(2, len(GROUPS) // 2, figsize=(10, 6.5), dpi=110,
+                           sharex=True)
+  axes = axes.ravel()
   for ax, group in zip(axes, GROUPS):
     for r in records:
-      ax.plot([group_total(n, group) for n in r["grad_norms"]],
-              label=f"{r['run']} seed {r['seed']}", **_style(r, seeds))
+      totals = [group_total(n, group) for n in r["grad_norms"]]
+      if None not in totals:
+        ax.plot(totals, label=f"{r['run']} seed {r['seed']}",
+                **_style(r, seeds))
     ax.set(title=f"‖∇ {group}‖", xlabel="step", yscale="log")
     ax.grid(True, alpha=0.3)
   axes[0].legend(fontsize=6)
