@@ -136,8 +136,9 @@ def test_padded_eval_scores_every_example_exactly_once(task, model_and_batch):
                             local_batch_size=local_batch)(
       state.params,
       jax.device_put(eval_np, jax.NamedSharding(mesh, P(steps.AXIS))))
-  logits, _ = state.apply_fn({"params": state.params},
-                             eval_np["image"][:n] / 255.0)
+  logits, _ = state.apply_fn(
+      {"params": state.params},
+      task.inputs({"image": eval_np["image"][:n]}, None, train=False))
   losses = optax.softmax_cross_entropy_with_integer_labels(
       logits, eval_np["label"][:n])
   assert float(sums["weight"]) == n
