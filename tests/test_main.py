@@ -94,6 +94,20 @@ def test_run_trains_evaluates_logs_and_checkpoints(finished_run):
   assert list((workdir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
+def test_log_of_a_run_that_prepares_data_is_clean(image_folder, tmp_path):
+  """What a log file gets (stderr is not a terminal here) while tfds prepares
+  the folder: no TF oneDNN banner, no tfds warning about the per-source
+  config, no progress-bar cursor escapes."""
+  result = _run(tmp_path / "run", f"--config.dataset.path={image_folder}",
+                f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+                *TINY_OVERRIDES, "--config.total_steps=2")
+  log = result.stdout + result.stderr
+  assert "downloaded and prepared" in log  # This run did prepare the data.
+  assert "oneDNN" not in log
+  assert "Using custom data configuration" not in log
+  assert "\x1b[" not in log and "\r" not in log
+
+
 def test_rerun_resumes_instead_of_retraining(finished_run, tiny_args):
   workdir, _ = finished_run
   before = [r for r in _records(workdir) if "train_loss" in r]

@@ -12,7 +12,11 @@ def hide_accelerators_from_tensorflow() -> None:
   once per process; later calls do nothing). Without TensorFlow installed it
   does nothing.
   """
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # No oneDNN banners.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # No CPU-feature notes.
+  # TF prints a oneDNN banner twice at import unless this is set. Our TF
+  # work (decode, crop, flip, resize) has no matmul or convolution, the ops
+  # oneDNN replaces, so turning it off changes nothing else.
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
   except ImportError:

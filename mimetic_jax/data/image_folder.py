@@ -48,6 +48,8 @@ from collections.abc import Iterator, Mapping
 
 import tensorflow_datasets as tfds
 
+from mimetic_jax.data import prepared
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
@@ -251,7 +253,8 @@ def builder_for_source(
   config = ImageFolderConfig(
       name=config_name(path), source=str(path),
       description=f"Class-subfolder images from {path}.")
-  return ImageFolder(config=config, data_dir=data_dir)
+  with prepared.per_source_config():
+    return ImageFolder(config=config, data_dir=data_dir)
 
 
 def _check_image_bytes(data: bytes, file_name: str) -> None:

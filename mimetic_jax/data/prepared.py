@@ -6,6 +6,10 @@ array_record, which `tfds.data_source` reads with random access and without
 TensorFlow, so training on prepared data works where TensorFlow is absent.
 """
 
+import contextlib
+import logging
+import sys
+
 import tensorflow_datasets as tfds
 
 from mimetic_jax.data import hide_accelerators_from_tensorflow
@@ -37,7 +41,30 @@ def prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
         "the one holding dataset_info.json). Training on prepared data needs "
         "no TensorFlow.") from e
   hide_accelerators_from_tensorflow()
+  # tqdm bars redraw with cursor escapes; in a log file they are noise.
+  tfds.display_progress_bar(sys.stderr.isatty())
   builder.download_and_prepare(file_format=FILE_FORMAT, **kwargs)
+
+
+class _DropCustomConfigWarning(logging.Filter):
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(
+        "Using custom data configuration")
+
+
+@contextlib.contextmanager
+def per_source_config():
+  """Silences tfds's "Using custom data configuration" warning while a
+  builder is made: the folder builders (`ImageFolder`, `TextFolder`) make one
+  config per source by design, so the warning would print on every run."""
+  absl_logger = logging.getLogger("absl")
+  quiet = _DropCustomConfigWarning()
+  absl_logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(quiet)
 
 
 def data_source(builder: tfds.core.DatasetBuilder,

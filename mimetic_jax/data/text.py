@@ -352,9 +352,10 @@ def _prepared_builder(config: ml_collections.ConfigDict
   """The tfds builder of `config`'s source, prepared in `config.data_dir`."""
   data_dir = config.data_dir or None
   if config.path:
-    builder = text_folder.TextFolder(
-        config=text_folder.make_config(config.path, config.eval_fraction),
-        data_dir=data_dir)
+    with prepared.per_source_config():
+      builder = text_folder.TextFolder(
+          config=text_folder.make_config(config.path, config.eval_fraction),
+          data_dir=data_dir)
     if not builder.is_prepared():
       prepared.prepare(builder, download_config=tfds.download.DownloadConfig(
           try_download_gcs=False))
