@@ -37,11 +37,15 @@ class Checkpointer:
     return self._manager.restore(
         step, args=ocp.args.StandardRestore(abstract_state))
 
+  def due(self, step: int) -> bool:
+    """Whether `step` is on the schedule (or a preemption) and not saved."""
+    on_schedule = self._every > 0 and step % self._every == 0
+    return ((on_schedule or self._manager.reached_preemption(step))
+            and step not in self._manager.all_steps())
+
   def maybe_save(self, step: int, state: Any, *, force: bool = False) -> bool:
-    """Saves when `step` is on the schedule, when forced, or on preemption."""
-    due = force or (self._every > 0 and step % self._every == 0)
-    due = due or self._manager.reached_preemption(step)
-    if not due or step in self._manager.all_steps():
+    """Saves when `step` is `due`, or when forced (unless already saved)."""
+    if step in self._manager.all_steps() or not (force or self.due(step)):
       return False
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
     return True

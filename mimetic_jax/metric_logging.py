@@ -7,6 +7,7 @@ with the `tensorboard` package's own event writer (no TensorFlow needed);
 without that package they are off, and the run says so once.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import time
 from typing import Any
 
 from absl import logging
+import jax
 
 
 def format_duration(seconds: float) -> str:
@@ -84,8 +86,20 @@ class Throughput:
     self._paused = 0.0
     self._step_time = math.nan
 
-  def pause(self, seconds: float) -> None:
-    self._paused += seconds
+  @contextlib.contextmanager
+  def excluded(self, pending: Any):
+    """Leaves the time inside the block (an eval, a save) out of the rate.
+
+    Waits first for `pending` (the train state): JAX dispatches steps
+    asynchronously, so steps queued before the block are still running when
+    it starts, and their time belongs to training, not to the block.
+    """
+    jax.block_until_ready(pending)
+    tic = time.perf_counter()
+    try:
+      yield
+    finally:
+      self._paused += time.perf_counter() - tic
 
   def update(self, step: int) -> dict[str, float]:
     now = time.perf_counter()

@@ -283,6 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   meter = metric_logging.Throughput(step, total_steps, items_per_step)
 
   def evaluate(step: int) -> dict[str, float]:
+    jax.block_until_ready(state)  # Queued train steps are not eval time.
     tic = time.perf_counter()
     sums = jax.device_get(eval_sums(state.params))
     metrics = tasks.summarize_eval({k: float(v) for k, v in sums.items()},
@@ -295,7 +296,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     log(f"eval at step {step} (epoch {step / steps_per_epoch:.2f}): "
         + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
                     if k.startswith("eval_") and k != "eval_seconds"))
-    meter.pause(time.perf_counter() - tic)
     return metrics
 
   eval_metrics = {}
@@ -325,10 +325,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             step, total_steps, step / steps_per_epoch, metrics, task.unit,
             meter.eta(step)))
       if step % eval_every == 0 and step < total_steps:
-        eval_metrics = evaluate(step)
-      tic = time.perf_counter()
-      if ckpt.maybe_save(step, state):
-        meter.pause(time.perf_counter() - tic)
+        with meter.excluded(state):
+          eval_metrics = evaluate(step)
+      if ckpt.due(step):
+        with meter.excluded(state):
+          ckpt.maybe_save(step, state)
       if stop.received:
         ckpt.maybe_save(step, state, force=True)
         ckpt.wait()

@@ -1,0 +1,55 @@
+"""Throughput accounting around evals and saves, on a fake clock."""
+
+import pytest
+
+from mimetic_jax import metric_logging
+
+
+class _Clock:
+  def __init__(self):
+    self.now = 100.0
+
+  def __call__(self) -> float:
+    return self.now
+
+
+class _QueuedSteps:
+  """A pytree leaf standing for train steps still running on the device:
+  waiting for it takes `seconds` of the clock."""
+
+  def __init__(self, clock: _Clock, seconds: float):
+    self._clock, self._seconds = clock, seconds
+
+  def block_until_ready(self):
+    self._clock.now += self._seconds
+    return self
+
+
+@pytest.fixture
+def clock(monkeypatch) -> _Clock:
+  clock = _Clock()
+  monkeypatch.setattr(metric_logging.time, "perf_counter", clock)
+  return clock
+
+
+def test_queued_steps_count_as_training_and_the_eval_does_not(clock):
+  meter = metric_logging.Throughput(first_step=0, total_steps=10,
+                                    items_per_step=64)
+  clock.now += 0.5  # Dispatching 4 steps (asynchronous, so fast).
+  with meter.excluded({"params": _QueuedSteps(clock, seconds=3.5)}):
+    clock.now += 20.0  # The eval.
+  rates = meter.update(4)
+  assert rates["seconds_per_step"] == pytest.approx(1.0)
+  assert rates["items_per_second"] == pytest.approx(64.0)
+  assert meter.eta(4) == metric_logging.format_duration(6.0)
+
+
+def test_an_exception_inside_still_excludes_the_time(clock):
+  meter = metric_logging.Throughput(first_step=2, total_steps=10,
+                                    items_per_step=1)
+  with pytest.raises(RuntimeError):
+    with meter.excluded(None):
+      clock.now += 7.0
+      raise RuntimeError
+  clock.now += 2.0
+  assert meter.update(4)["seconds_per_step"] == pytest.approx(1.0)
