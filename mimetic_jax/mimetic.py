@@ -24,18 +24,24 @@ Four entry points, all pure:
   * `mimetic_factors`: target -> factors for an explicit `Z` (for tests and
     for anyone who wants the raw math).
   * `attention_kernels`: the four coupled kernels of one attention layer.
-  * `mimetic_params`: transform a whole Flax params tree (any model built from
-    `nn.MultiHeadDotProductAttention`, scanned layers and boxed params too).
+  * `mimetic_params`: transform a whole Flax params tree or NNX `State` (any
+    model built from `nn.MultiHeadDotProductAttention` or
+    `nnx.MultiHeadAttention`, stacked layers and boxed params too).
   * `mimetic_init`: Flax initializers (`kernel_init=`) for a user's own
     attention module; all four roles built from one shared key are coupled.
+    Given to Flax's stock attention modules, which share one `kernel_init`
+    between query, key and value, it raises (see `attention.py` for the
+    drop-in modules).
 """
 
 from collections.abc import Callable, Mapping
 import math
+import sys
 import zlib
 from typing import Any, Literal
 
 import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
 
@@ -175,16 +181,17 @@ def _check_dims(d: int, heads: int, head_dim: int, with_vo: bool) -> None:
 # ----------------------------------------------------------------------------
 
 
-def _is_box(x: Any) -> bool:
-  return isinstance(x, nn.meta.AxisMetadata)
+def _value(leaf: Any) -> Any:
+  """The array of a params leaf: a plain array, a Linen box
+  (`nn.Partitioned`, ...) or an NNX variable (`nnx.Param`); each is a pytree
+  around exactly one array."""
+  (value,) = jax.tree.leaves(leaf)
+  return value
 
 
-def _unbox(x: Any) -> Any:
-  return x.unbox() if _is_box(x) else x
-
-
-def _rebox(old: Any, new_value: jax.Array) -> Any:
-  return old.replace_boxed(new_value) if _is_box(old) else new_value
+def _with_value(leaf: Any, value: jax.Array) -> Any:
+  """`leaf` with its array replaced, keeping its box and metadata."""
+  return jax.tree.unflatten(jax.tree.structure(leaf), [value])
 
 
 def _is_attention_block(node: Any) -> bool:
@@ -193,35 +200,44 @@ def _is_attention_block(node: Any) -> bool:
                   and "kernel" in node[role] for role in ROLES))
 
 
-def find_attention_blocks(params: Any) -> list[tuple[str, ...]]:
-  """Paths (tuples of dict keys) of every self-attention block in `params`.
+def find_attention_blocks(params: Any) -> list[tuple[Any, ...]]:
+  """Paths (tuples of mapping keys) of every self-attention block in `params`.
 
   A block is a mapping with `query`, `key`, `value` and `out` sub-mappings
-  that each hold a `kernel`: the naming of `nn.MultiHeadDotProductAttention`.
+  that each hold a `kernel`: the naming of `nn.MultiHeadDotProductAttention`
+  and `nnx.MultiHeadAttention`.
   """
+  return [path for path, _ in _attention_blocks(params)]
+
+
+def _attention_blocks(params: Any) -> list[tuple[tuple[Any, ...], Mapping]]:
   found = []
 
   def visit(node, path):
     if _is_attention_block(node):
-      found.append(path)
+      found.append((path, node))
     elif isinstance(node, Mapping):
       for name, child in node.items():
-        visit(child, path + (str(name),))
+        visit(child, path + (name,))
 
   visit(params, ())
   return found
 
 
-def _block_key(key: jax.Array, path: tuple[str, ...]) -> jax.Array:
+def _block_key(key: jax.Array, path: tuple[Any, ...]) -> jax.Array:
   """A key for one block, stable under tree order (CRC32 of its path)."""
-  return jax.random.fold_in(key, zlib.crc32("/".join(path).encode()))
+  return jax.random.fold_in(key, zlib.crc32(_path_name(path).encode()))
 
 
-def _block_dims(block: Mapping, path: tuple[str, ...]) -> tuple[tuple[int, ...],
+def _path_name(path: tuple[Any, ...]) -> str:
+  return "/".join(map(str, path))
+
+
+def _block_dims(block: Mapping, path: tuple[Any, ...]) -> tuple[tuple[int, ...],
                                                                 int, int, int]:
   """Returns (leading_shape, d, heads, head_dim) of a block, or raises."""
-  shapes = {role: tuple(_unbox(block[role]["kernel"]).shape) for role in ROLES}
-  where = "/".join(path) or "<root>"
+  shapes = {role: tuple(_value(block[role]["kernel"]).shape) for role in ROLES}
+  where = _path_name(path) or "<root>"
   q = shapes["query"]
   if len(q) < 3:
     raise ValueError(
@@ -249,15 +265,19 @@ def mimetic_params(key: jax.Array, params: Any, *,
   """Returns `params` with every self-attention block mimetically initialised.
 
   Finds each block that uses the naming of `nn.MultiHeadDotProductAttention`
-  (`query`, `key`, `value`, `out`, each with `kernel` and optional `bias`) and
-  replaces its kernels by mimetic factors and its biases by zeros. Every
-  other leaf is returned unchanged (the same object). Works inside `jax.jit`.
+  and `nnx.MultiHeadAttention` (`query`, `key`, `value`, `out`, each with
+  `kernel` and optional `bias`) and replaces its kernels by mimetic factors
+  and its biases by zeros. Every other leaf is returned unchanged (the same
+  object), and every container keeps its type. Works inside `jax.jit`.
 
   Args:
     key: a `jax.random.key`. Each block's key is `fold_in(key, crc32(path))`,
       so the draw of a block depends only on `key` and its path; blocks with
-      leading (`nn.scan`) axes draw independently per index along them.
-    params: a Flax params tree (plain or boxed with `nn.Partitioned`).
+      leading (`nn.scan`, `nnx.vmap`) axes draw independently per index.
+    params: a Linen params tree (plain or boxed with `nn.Partitioned`), or
+      an NNX `State` (`nnx.state(model, nnx.Param)`, or the state of
+      `nnx.split`); the result has the same structure (`nnx.Param` leaves
+      for NNX), ready for `nnx.update(model, ...)` or `nnx.merge`.
     qk: `(alpha, beta)` for `W_q W_k^T ~= alpha Z + beta I` per head, or
       `None` to leave query/key untouched (VO-only ablation).
     vo: `(alpha, beta)` for `W_v W_o = alpha Z + beta I` per layer (beta is
@@ -275,8 +295,8 @@ def mimetic_params(key: jax.Array, params: Any, *,
   if qk is None and vo is None:
     raise ValueError("mimetic_params(qk=None, vo=None) would change nothing; "
                      "set at least one of the two pairs.")
-  paths = find_attention_blocks(params)
-  if not paths:
+  blocks = _attention_blocks(params)
+  if not blocks:
     raise ValueError(
         "mimetic_params found no self-attention block in params. It looks for "
         "mappings with 'query', 'key', 'value' and 'out' entries that each "
@@ -286,39 +306,40 @@ def mimetic_params(key: jax.Array, params: Any, *,
         "Pass the 'params' collection (variables['params']), or use "
         "mimetic_init for attention layers with other names.")
 
-  def new_block(block, path):
+  def new_leaves(block, path):
+    """{path of a kernel or bias leaf: its replacement} for one block."""
     lead, d, heads, head_dim = _block_dims(block, path)
-    dtype = _unbox(block["query"]["kernel"]).dtype
+    dtype = _value(block["query"]["kernel"]).dtype
     init = lambda k: attention_kernels(k, d, heads, head_dim, qk=qk, vo=vo,
                                        distribution=distribution, dtype=dtype)
     block_key = _block_key(key, path)
-    if lead:  # Stacked layers (nn.scan): one independent draw per index,
-      # one layer at a time (lax.map, as in `qk_kernels`).
+    if lead:  # Stacked layers (nn.scan, nnx.vmap): one independent draw per
+      # index, one layer at a time (lax.map, as in `qk_kernels`).
       keys = jax.random.split(block_key, math.prod(lead))
       kernels = jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]),
                              jax.lax.map(init, keys))
     else:
       kernels = init(block_key)
-    block = dict(block)
+    leaves = {}
     for role, kernel in kernels.items():
-      layer = dict(block[role])
-      layer["kernel"] = _rebox(layer["kernel"], kernel)
+      layer = block[role]
+      leaves[path + (role, "kernel")] = _with_value(layer["kernel"], kernel)
       if "bias" in layer:
-        layer["bias"] = _rebox(
-            layer["bias"], jnp.zeros_like(_unbox(layer["bias"])))
-      block[role] = layer
-    return block
+        leaves[path + (role, "bias")] = _with_value(
+            layer["bias"], jnp.zeros_like(_value(layer["bias"])))
+    return leaves
 
-  def rebuild(node, path):
-    if path in paths:
-      return new_block(node, path)
-    if isinstance(node, Mapping):
-      rebuilt = {name: rebuild(child, path + (str(name),))
-                 for name, child in node.items()}
-      return type(node)(rebuilt) if not isinstance(node, dict) else rebuilt
-    return node
+  replaced = {}
+  for path, block in blocks:
+    replaced.update(new_leaves(block, path))
 
-  return rebuild(params, ())
+  # Swap leaves in a pytree round trip, which keeps every container as it
+  # was (dict, FrozenDict, nnx.State and whatever nests inside it).
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(
+      params, is_leaf=lambda node: not isinstance(node, Mapping))
+  return jax.tree.unflatten(treedef, [
+      replaced.get(tuple(getattr(k, "key", k) for k in path), leaf)
+      for path, leaf in leaves])
 
 
 def mimetic_init(key: jax.Array, role: Role, num_heads: int, *,
@@ -354,6 +375,20 @@ def mimetic_init(key: jax.Array, role: Role, num_heads: int, *,
     return fallback if fallback is not None else nn.initializers.lecun_normal()
 
   def init(unused_key, shape, dtype=jnp.float32):
+    building = _stock_projection_being_built()
+    if building not in (None, role):
+      raise ValueError(
+          f"mimetic_init(key, {role!r}, ...) is initialising the {building!r} "
+          "projection. Flax's stock attention modules pass one kernel_init to "
+          "query, key and value, so all three would get the same kernel and "
+          "W_v W_o no -I structure. Use the drop-in modules "
+          "mimetic_jax.MimeticMultiHeadDotProductAttention (Linen) or "
+          "mimetic_jax.MimeticMultiHeadAttention (NNX), which take the same "
+          "arguments plus qk, vo and distribution; or initialise the stock "
+          "module as usual and apply mimetic_params(key, params) (Linen "
+          "params, or nnx.state(model, nnx.Param) with nnx.update). "
+          "mimetic_init itself is for attention layers that give each "
+          "projection its own initializer.")
     shape = tuple(shape)
     if role == "out":
       d, width = shape[-1], math.prod(shape[:-1])
@@ -374,3 +409,28 @@ def mimetic_init(key: jax.Array, role: Role, num_heads: int, *,
     return kernels[role].reshape(shape)
 
   return init
+
+
+def linen_module_being_initialised() -> nn.Module | None:
+  """The Linen module whose method is running (during `init`: the one
+  creating a param), or None outside Linen. Flax keeps it on its module
+  stack and has no public accessor for it."""
+  return nn.module._context.module_stack[-1]  # pylint: disable=protected-access
+
+
+def _stock_projection_being_built() -> str | None:
+  """The role ('query', ..., 'out') of the projection being created, when the
+  caller is a Linen module with a role's name or `nnx.MultiHeadAttention`'s
+  constructor (it creates query, key, value, out in that order); else None."""
+  module = linen_module_being_initialised()
+  if module is not None:
+    return module.name if module.name in ROLES else None
+  frame = sys._getframe(2)  # pylint: disable=protected-access
+  for _ in range(16):
+    if frame is None:
+      return None
+    if frame.f_code is nnx.MultiHeadAttention.__init__.__code__:
+      built = vars(frame.f_locals["self"])
+      return next(role for role in ROLES if role not in built)
+    frame = frame.f_back
+  return None

@@ -279,10 +279,11 @@ def test_qk_none_and_vo_none_leave_that_pair_untouched():
   params = init_params(UserModel())
   vo_only = mimetic_params(jax.random.key(1), params, qk=None, vo=(0.05, 0.05))
   qk_only = mimetic_params(jax.random.key(1), params, qk=(0.7, 0.7), vo=None)
-  for role in ("query", "key"):
-    assert vo_only["attn0"][role] is params["attn0"][role]
-  for role in ("value", "out"):
-    assert qk_only["attn0"][role] is params["attn0"][role]
+  for new, untouched in ((vo_only, ("query", "key")),
+                         (qk_only, ("value", "out"))):
+    for role in untouched:
+      for name, leaf in params["attn0"][role].items():
+        assert new["attn0"][role][name] is leaf
   np.testing.assert_allclose(np.diag(vo_product(vo_only["attn0"])).mean(), 0.05,
                              atol=0.05)
   # Signs are honoured: a positive VO beta gives a positive diagonal.
