@@ -3,8 +3,10 @@
 `metrics.jsonl` has one JSON object per logged step (train records carry
 `train_loss`, eval records `eval_loss`, `eval_accuracy`, ...), appended across
 resumed runs. TensorBoard event files go to `workdir/tensorboard`, written
-with the `tensorboard` package's own event writer (no TensorFlow needed);
-without that package they are off, and the run says so once.
+with the `tensorboard` package's own event writer (no TensorFlow needed),
+with tags grouped by `tensorboard_tag` (`train/loss`, `eval/accuracy`,
+`attention/qk_diag`, `speed/items_per_second`, ...); without that package
+they are off, and the run says so once. Progress lines start with the time.
 """
 
 import contextlib
@@ -65,10 +67,29 @@ def _tensorboard_writer(logdir: str):
   return event_file_writer.EventFileWriter(logdir)
 
 
+_GROUPS = {"train_": "train/", "eval_": "eval/", "attn_": "attention/"}
+_SPEED = ("items_per_second", "items_per_second_per_device",
+          "seconds_per_step", "compile_seconds")
+
+
+def tensorboard_tag(name: str) -> str:
+  """The TensorBoard tag of a metrics.jsonl key: `train_loss` ->
+  `train/loss`, `eval_accuracy` -> `eval/accuracy`, `attn_vo_diag` ->
+  `attention/vo_diag`, per-layer `block0/qk_diag` -> `attention/block0/qk_diag`,
+  throughput and compile time under `speed/`, the rest under `train/`."""
+  for prefix, group in _GROUPS.items():
+    if name.startswith(prefix):
+      return group + name[len(prefix):]
+  if "/" in name:
+    return "attention/" + name
+  return ("speed/" if name in _SPEED else "train/") + name
+
+
 def _scalars_event(step: int, record: dict[str, float]):
   """One TensorBoard event holding the finite scalars of `record`."""
   from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
-  values = [summary_pb2.Summary.Value(tag=name, simple_value=value)
+  values = [summary_pb2.Summary.Value(tag=tensorboard_tag(name),
+                                      simple_value=value)
             for name, value in record.items()
             if name != "step" and math.isfinite(value)]
   return event_pb2.Event(wall_time=time.time(), step=int(step),
@@ -78,9 +99,11 @@ def _scalars_event(step: int, record: dict[str, float]):
 class Throughput:
   """Items/s between log points and an ETA, excluding eval/checkpoint time."""
 
-  def __init__(self, first_step: int, total_steps: int, items_per_step: int):
+  def __init__(self, first_step: int, total_steps: int, items_per_step: int,
+               num_devices: int = 1):
     self._total = total_steps
     self._items = items_per_step
+    self._devices = num_devices
     self._step = first_step
     self._time = time.perf_counter()
     self._paused = 0.0
@@ -109,7 +132,9 @@ class Throughput:
     if steps <= 0 or elapsed <= 0:
       return {}
     self._step_time = elapsed / steps
-    return {"items_per_second": steps * self._items / elapsed,
+    rate = steps * self._items / elapsed
+    return {"items_per_second": rate,
+            "items_per_second_per_device": rate / self._devices,
             "seconds_per_step": self._step_time}
 
   def eta(self, step: int) -> str:
@@ -134,6 +159,7 @@ def progress_line(step: int, total: int, epoch: float, metrics: dict,
 
 
 def log(message: str) -> None:
-  """Prints a progress line (stdout, flushed) and logs it."""
-  print(message, flush=True)
+  """Prints a progress line with the local time (stdout, flushed) and logs
+  it (absl adds its own time)."""
+  print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}", flush=True)
   logging.info(message)

@@ -276,11 +276,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   train_inputs, train_fn, eval_sums = make_feed(
       mesh, task, data, state, key, config=config,
       steps_per_epoch=steps_per_epoch, first_step=first_step)
-  log(f"Compiled train and eval steps in {time.perf_counter() - start:.1f}s.")
+  compile_seconds = time.perf_counter() - start
+  log(f"Compiled train and eval steps in {compile_seconds:.1f}s.")
 
   writer = metric_logging.MetricWriter(workdir, enabled=is_main)
+  writer.write(step, {"compile_seconds": compile_seconds})
   items_per_step = config.batch_size * task.items_per_example(data)
-  meter = metric_logging.Throughput(step, total_steps, items_per_step)
+  meter = metric_logging.Throughput(step, total_steps, items_per_step,
+                                    num_devices)
 
   def evaluate(step: int) -> dict[str, float]:
     jax.block_until_ready(state)  # Queued train steps are not eval time.

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -76,7 +77,19 @@ def finished_run(tiny_args, tmp_path_factory):
 def test_run_trains_evaluates_logs_and_checkpoints(finished_run):
   workdir, result = finished_run
   assert "step 16/16" in result.stdout and "ETA" in result.stdout
+  # Progress lines start with the local date and time.
+  progress = [line for line in result.stdout.splitlines() if "ETA" in line]
+  assert len(progress) == 16
+  for line in progress:
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d step ", line), line
   records = _records(workdir)
+  # The first record has the compile time; train records the throughput,
+  # also per device (8 here).
+  assert set(records[0]) == {"step", "compile_seconds"}
+  assert records[0]["compile_seconds"] > 0
+  rates = [r for r in records if "items_per_second" in r]
+  assert rates and all(r["items_per_second_per_device"] == pytest.approx(
+      r["items_per_second"] / 8) for r in rates)
   train_records = [r for r in records if "train_loss" in r]
   eval_records = [r for r in records if "eval_accuracy" in r]
   assert [r["step"] for r in train_records] == list(range(1, 17))
@@ -130,7 +143,8 @@ def test_streamed_run_trains_evaluates_and_resumes(tiny_args, tmp_path):
   assert [r["step"] for r in records if "train_loss" in r] == list(range(1, 9))
   (first_eval, final_eval) = [r for r in records if "eval_accuracy" in r]
   assert (first_eval["step"], final_eval["step"]) == (6, 8)
-  assert records[0]["train_loss"] == pytest.approx(math.log(3), 1e-4)
+  first_train = next(r for r in records if "train_loss" in r)
+  assert first_train["train_loss"] == pytest.approx(math.log(3), 1e-4)
   assert final_eval["eval_loss"] < math.log(3)
   # Evaluation covers every test image exactly once: accuracies are k / 24.
   assert (final_eval["eval_accuracy"] * 24) == pytest.approx(

@@ -1,4 +1,5 @@
-"""Throughput accounting around evals and saves, on a fake clock."""
+"""Throughput accounting around evals and saves, on a fake clock; the
+TensorBoard tags of the metrics."""
 
 import pytest
 
@@ -34,13 +35,14 @@ def clock(monkeypatch) -> _Clock:
 
 def test_queued_steps_count_as_training_and_the_eval_does_not(clock):
   meter = metric_logging.Throughput(first_step=0, total_steps=10,
-                                    items_per_step=64)
+                                    items_per_step=64, num_devices=4)
   clock.now += 0.5  # Dispatching 4 steps (asynchronous, so fast).
   with meter.excluded({"params": _QueuedSteps(clock, seconds=3.5)}):
     clock.now += 20.0  # The eval.
   rates = meter.update(4)
   assert rates["seconds_per_step"] == pytest.approx(1.0)
   assert rates["items_per_second"] == pytest.approx(64.0)
+  assert rates["items_per_second_per_device"] == pytest.approx(16.0)
   assert meter.eta(4) == metric_logging.format_duration(6.0)
 
 
@@ -53,3 +55,17 @@ def test_an_exception_inside_still_excludes_the_time(clock):
       raise RuntimeError
   clock.now += 2.0
   assert meter.update(4)["seconds_per_step"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name, tag", [
+    ("train_loss", "train/loss"), ("train_bits_per_byte", "train/bits_per_byte"),
+    ("learning_rate", "train/learning_rate"), ("epoch", "train/epoch"),
+    ("eval_accuracy", "eval/accuracy"), ("eval_seconds", "eval/seconds"),
+    ("attn_vo_diag", "attention/vo_diag"),
+    ("encoderblock_0/qk_diag", "attention/encoderblock_0/qk_diag"),
+    ("items_per_second", "speed/items_per_second"),
+    ("items_per_second_per_device", "speed/items_per_second_per_device"),
+    ("compile_seconds", "speed/compile_seconds"),
+])
+def test_tensorboard_tags_are_grouped(name, tag):
+  assert metric_logging.tensorboard_tag(name) == tag
