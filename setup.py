@@ -13,6 +13,7 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=setuptools.find_packages(include=["mimetic_jax", "mimetic_jax.*"]),
+    # Lower bounds: the oldest stack .ci/run tests (.ci/oldest.txt pins them).
     install_requires=[
         "jax>=0.7.1",
         "flax>=0.11.0",
@@ -22,8 +23,8 @@ setuptools.setup(
         # tfds prepares datasets with TensorFlow; the CPU build never touches
         # accelerators (we also hide them from TF explicitly).
         "tensorflow-datasets>=4.9.9",
-        "tensorflow-cpu>=2.18",
-        "tensorboard>=2.18",  # Event files, written without TensorFlow.
+        "tensorflow-cpu>=2.19",  # 2.18 needs ml-dtypes < 0.5, jax >= 0.7 needs >= 0.5.
+        "tensorboard>=2.19",  # Event files, written without TensorFlow.
         "importlib_resources>=6.0",  # tfds 4.9.10 imports it without declaring it
         "dm-pix>=0.4.3",
         "pillow>=10.0",

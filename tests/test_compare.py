@@ -512,6 +512,7 @@ def comparison(image_folder, tmp_path_factory) -> types.SimpleNamespace:
   return stages
 
 
+@pytest.mark.slow
 def test_interrupted_comparison_saves_and_stops(comparison):
   code, output = comparison.interrupted
   assert code == 143, output
@@ -524,6 +525,7 @@ def test_interrupted_comparison_saves_and_stops(comparison):
   assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs_and_resumes_the_interrupted_one(
     comparison):
   _, first = comparison.interrupted
@@ -549,6 +551,7 @@ def test_rerun_skips_finished_runs_and_resumes_the_interrupted_one(
     assert wall["wall_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_results_match_the_runs(comparison):
   workdir = comparison.workdir
   text = comparison.after_resumed["results.md"].decode()
@@ -591,6 +594,7 @@ def test_results_match_the_runs(comparison):
   assert saved["overrides"] == list(comparison.args[8:])
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_comparison_trains_nothing(comparison):
   result = comparison.rerun
   assert result.returncode == 0, result.stdout + result.stderr
@@ -601,6 +605,7 @@ def test_rerun_of_a_finished_comparison_trains_nothing(comparison):
   assert comparison.after_rerun == comparison.after_resumed
 
 
+@pytest.mark.slow
 def test_rerun_with_another_config_is_refused_before_training(comparison):
   result = comparison.refused
   assert result.returncode == 1
@@ -613,6 +618,7 @@ def test_rerun_with_another_config_is_refused_before_training(comparison):
   assert comparison.after_refused == comparison.after_resumed
 
 
+@pytest.mark.slow
 def test_report_only_rebuilds_the_report(comparison):
   result = comparison.report_only
   assert result.returncode == 0, result.stdout + result.stderr
@@ -627,6 +633,7 @@ def test_report_only_rebuilds_the_report(comparison):
   assert original.split("## Per init")[1] == rebuilt.split("## Per init")[1]
 
 
+@pytest.mark.slow
 def test_failed_run_is_reported_and_the_exit_code_says_so(tmp_path):
   result = _compare("--config", "configs/cifar10.py:smoke", "--inits",
                     "default", "--seeds", "0", "--workdir",
@@ -651,6 +658,7 @@ def test_failed_run_is_reported_and_the_exit_code_says_so(tmp_path):
     (("--seeds", "1,1"), "repeats a seed"),
     (("--config.lerning_rate=1",), 'Did you mean "learning_rate"'),
 ])
+@pytest.mark.slow
 def test_command_line_errors(args, message, tmp_path):
   result = _compare("--config", "configs/cifar10.py:smoke", "--workdir",
                     str(tmp_path / "comparison"), *args)
@@ -660,6 +668,7 @@ def test_command_line_errors(args, message, tmp_path):
   assert not (tmp_path / "comparison").exists()
 
 
+@pytest.mark.slow
 def test_config_is_required_unless_report_only(tmp_path):
   result = _compare("--workdir", str(tmp_path))
   assert result.returncode == 1
@@ -669,6 +678,7 @@ def test_config_is_required_unless_report_only(tmp_path):
   assert "No runs to report" in result.stderr
 
 
+@pytest.mark.slow
 def test_language_model_comparison(tinyshakespeare_dir, tmp_path):
   """Two smoke runs on Tiny Shakespeare: judged by eval bits per byte."""
   workdir = tmp_path / "comparison"

@@ -157,6 +157,7 @@ def _crosscheck(workdir, *flags):
        *flags], capture_output=True, text=True, check=False, timeout=900)
 
 
+@pytest.mark.slow
 def test_command_end_to_end_resumes_and_refuses_another_config(
     tmp_path, image_folder):
   workdir = tmp_path / "xc"

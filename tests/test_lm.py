@@ -65,6 +65,7 @@ def shakespeare_run(tmp_path_factory, tinyshakespeare_dir):
 # --------------------------------------------------------- end to end ---
 
 
+@pytest.mark.slow
 def test_smoke_trains_evaluates_and_checkpoints(shakespeare_run):
   workdir, _, stdout = shakespeare_run
   assert "Initialized TransformerLM" in stdout
@@ -91,6 +92,7 @@ def test_smoke_trains_evaluates_and_checkpoints(shakespeare_run):
   assert json.loads((workdir / "final_metrics.json").read_text())["step"] == 12
 
 
+@pytest.mark.slow
 def test_sample_script_continues_the_prompt(shakespeare_run):
   workdir, _, _ = shakespeare_run
   stdout = _run("sample.py", f"--workdir={workdir}", "--prompt=ROMEO:",
@@ -104,6 +106,7 @@ def test_sample_script_continues_the_prompt(shakespeare_run):
   assert again == stdout  # Same seed, same text.
 
 
+@pytest.mark.slow
 def test_rerun_resumes_from_the_checkpoint(shakespeare_run,
                                            tinyshakespeare_dir):
   workdir, data_dir, _ = shakespeare_run
@@ -116,6 +119,7 @@ def test_rerun_resumes_from_the_checkpoint(shakespeare_run,
   assert (workdir / "checkpoints" / "16").is_dir()
 
 
+@pytest.mark.slow
 def test_wikitext_smoke_with_sentencepiece_and_sampling(tmp_path,
                                                         wikitext2_dir):
   workdir = tmp_path / "run"

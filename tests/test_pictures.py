@@ -326,6 +326,7 @@ def run_cli(*args) -> subprocess.CompletedProcess:
                         timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_fresh_init(image_path, tmp_path):
   result = run_cli("--config", "configs/cifar10.py:smoke", "--init",
                    "mimetic", "--out", str(tmp_path), "--image",
@@ -337,6 +338,7 @@ def test_cli_fresh_init(image_path, tmp_path):
   assert png_size(tmp_path / "qk.png") == (HEADS * CELL, DEPTH * CELL)
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_paragraph(tmp_path):
   empty = tmp_path / "empty"
   empty.mkdir()

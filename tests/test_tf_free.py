@@ -18,6 +18,8 @@ import pytest
 from mimetic_jax.data import images
 from mimetic_jax.data import text
 
+pytestmark = pytest.mark.slow  # Runs main.py in subprocesses.
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 _BLOCK_TENSORFLOW = '''
