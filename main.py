@@ -37,6 +37,7 @@ def main(argv):
   from mimetic_jax.data import hide_accelerators_from_tensorflow
   hide_accelerators_from_tensorflow()
   import jax  # After TF is told to keep off accelerators.
+  from mimetic_jax import metric_logging
   from mimetic_jax import train
   from mimetic_jax.data.prepared import DatasetUnavailableError
 
@@ -44,7 +45,7 @@ def main(argv):
   workdir = _WORKDIR.value or train.default_workdir(
       config_flags.get_config_filename(flags.FLAGS["config"]), config)
   logging.info("Config:\n%s", config)
-  print(f"Workdir: {workdir}", flush=True)
+  metric_logging.log(f"Workdir: {workdir}")
   try:
     train.train_and_evaluate(config, workdir)
   except (train.ConfigError, DatasetUnavailableError, FileNotFoundError) as e:

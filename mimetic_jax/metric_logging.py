@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import statistics
 import time
 from typing import Any
 
@@ -38,7 +39,7 @@ class MetricWriter:
     self._events = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
-    if not self._enabled:
+    if not self._enabled or not metrics:
       return
     record = {"step": int(step)}
     record.update({k: float(v) for k, v in metrics.items()})
@@ -69,6 +70,7 @@ def _tensorboard_writer(logdir: str):
 
 _GROUPS = {"train_": "train/", "eval_": "eval/", "attn_": "attention/"}
 _SPEED = ("items_per_second", "items_per_second_per_device",
+          "steady_items_per_second", "steady_items_per_second_per_device",
           "seconds_per_step", "compile_seconds")
 
 
@@ -108,6 +110,7 @@ class Throughput:
     self._time = time.perf_counter()
     self._paused = 0.0
     self._step_time = math.nan
+    self._rates = []  # items/s of each interval since the start.
 
   @contextlib.contextmanager
   def excluded(self, pending: Any):
@@ -133,9 +136,19 @@ class Throughput:
       return {}
     self._step_time = elapsed / steps
     rate = steps * self._items / elapsed
+    self._rates.append(rate)
     return {"items_per_second": rate,
             "items_per_second_per_device": rate / self._devices,
             "seconds_per_step": self._step_time}
+
+  def steady(self) -> dict[str, float]:
+    """Median items/s over the intervals after the first (which waits for
+    the first step's compilation), total and per device; {} before two."""
+    if len(self._rates) < 2:
+      return {}
+    rate = statistics.median(self._rates[1:])
+    return {"steady_items_per_second": rate,
+            "steady_items_per_second_per_device": rate / self._devices}
 
   def eta(self, step: int) -> str:
     if math.isnan(self._step_time):

@@ -342,6 +342,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         return eval_metrics
     if step > first_step or not eval_metrics:
       eval_metrics = evaluate(step)
+      writer.write(step, meter.steady())
     ckpt.maybe_save(step, state, force=True)
     ckpt.wait()
   ckpt.close()

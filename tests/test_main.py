@@ -91,6 +91,8 @@ def test_run_trains_evaluates_logs_and_checkpoints(finished_run):
   rates = [r for r in records if "items_per_second" in r]
   assert rates and all(r["items_per_second_per_device"] == pytest.approx(
       r["items_per_second"] / 8) for r in rates)
+  steady = records[-1]
+  assert steady["step"] == 16 and steady["steady_items_per_second"] > 0
   train_records = [r for r in records if "train_loss" in r]
   eval_records = [r for r in records if "eval_accuracy" in r]
   assert [r["step"] for r in train_records] == list(range(1, 17))

@@ -69,3 +69,14 @@ def test_an_exception_inside_still_excludes_the_time(clock):
 ])
 def test_tensorboard_tags_are_grouped(name, tag):
   assert metric_logging.tensorboard_tag(name) == tag
+
+
+def test_steady_rate_skips_the_first_interval(clock):
+  meter = metric_logging.Throughput(first_step=0, total_steps=40,
+                                    items_per_step=10, num_devices=2)
+  assert meter.steady() == {}
+  for step, seconds in ((10, 300.0), (20, 10.0), (30, 20.0), (40, 10.0)):
+    clock.now += seconds  # The first interval waits for compilation.
+    meter.update(step)
+  assert meter.steady() == {"steady_items_per_second": 10.0,
+                            "steady_items_per_second_per_device": 5.0}

@@ -32,8 +32,9 @@ def test_steady_throughput_skips_the_first_record():
 
 
 def test_hardware_is_read_from_the_trainer_output():
-  output = ("Workdir: w\nData: 49664 training examples used (97 steps of 512 "
-            "per epoch), 10000 eval items; loaded in 3.1s. 60 steps on 1 x "
-            "NVIDIA H200.\nInitialized ViT\n")
+  output = ("2026-12-05 10:00:00 Workdir: w\n2026-12-05 10:00:04 Data: 49664 "
+            "training examples used (97 steps of 512 per epoch), 10000 eval "
+            "items; loaded in 3.1s. 60 steps on 1 x NVIDIA H200.\n"
+            "2026-12-05 10:00:09 Initialized ViT\n")
   assert paper_run.hardware(output) == "1 x NVIDIA H200"
   assert paper_run.hardware("no such line") == "unknown"
