@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import flax.linen as nn
 from flax import nnx
 import jax
+import jax.numpy as jnp
 
 from mimetic_jax import mimetic
 
@@ -40,7 +41,7 @@ def _layer_kernels(kernels: dict[str, jax.Array]) -> Iterator[None]:
     _LAYER_KERNELS.reset(token)
 
 
-def _layer_kernel(rng, shape, dtype=jax.numpy.float32):
+def _layer_kernel(rng, shape, dtype=jnp.float32):
   """`kernel_init` of `MimeticMultiHeadDotProductAttention`: the kernel of
   the projection being created (its module name is the role), or Flax's
   default initializer for a role whose pair is disabled and outside `init`
@@ -61,7 +62,8 @@ class MimeticMultiHeadDotProductAttention(nn.MultiHeadDotProductAttention):
   kernel `(heads, head_dim, d)`), so checkpoints and `mimetic_params` treat
   both alike. The kernels come from `attention_kernels(key, ...)` with `key`
   drawn once per layer from the `params` stream; `kernel_init` and
-  `out_kernel_init` are set by this class and cannot be given.
+  `out_kernel_init` are set by this class and cannot be given (a pair set to
+  `None` keeps Flax's default initializer).
   """
   qk: mimetic.Strength = mimetic.PAPER_QK
   vo: mimetic.Strength = mimetic.PAPER_VO
@@ -71,10 +73,12 @@ class MimeticMultiHeadDotProductAttention(nn.MultiHeadDotProductAttention):
 
   @nn.compact
   def __call__(self, inputs_q, inputs_k=None, inputs_v=None, **kwargs):
-    if not self.is_initializing():
+    creates_params = (self.is_mutable_collection("params")
+                      and "query" not in self.variables.get("params", {}))
+    if not creates_params:  # Also lazy init inside `apply(mutable=True)`.
       return super().__call__(inputs_q, inputs_k, inputs_v, **kwargs)
     if (self.kernel_init is not _layer_kernel
-        or self.out_kernel_init is not _layer_kernel):
+        or self.out_kernel_init not in (None, _layer_kernel)):
       raise ValueError(
           "MimeticMultiHeadDotProductAttention sets its kernels itself, so it "
           "takes no kernel_init or out_kernel_init. To leave the query/key or "
@@ -112,15 +116,31 @@ class MimeticMultiHeadAttention(nnx.MultiHeadAttention):
   pair is `None`), then one key from `rngs.params()` replaces the
   query/key/value/out kernels by mimetic factors and their biases by zeros,
   exactly as `mimetic_params(key, nnx.state(module, nnx.Param))` does.
-  Self-attention only: `in_features`, `qkv_features` and `out_features`
-  must agree (a `ValueError` says which do not).
+  Self-attention only: `in_features`, `in_kv_features`, `qkv_features` and
+  `out_features` must agree (a `ValueError` says which do not).
   """
 
   def __init__(self, *args, qk: mimetic.Strength = mimetic.PAPER_QK,
                vo: mimetic.Strength = mimetic.PAPER_VO,
                distribution: mimetic.Distribution = "normal",
                rngs: nnx.Rngs, **kwargs):
+    given = [name for name in ("kernel_init", "out_kernel_init")
+             if kwargs.get(name) is not None]
+    if given and qk is not None and vo is not None:
+      raise ValueError(
+          f"MimeticMultiHeadAttention got {' and '.join(given)}, but with "
+          "both qk and vo set every attention kernel is mimetic, so it would "
+          "be unused. Pass it only with qk=None or vo=None (it then "
+          "initialises that pair), or use nnx.MultiHeadAttention.")
     super().__init__(*args, rngs=rngs, **kwargs)
+    widths = {name: getattr(self, name) for name in (
+        "in_kv_features", "qkv_features", "out_features") if hasattr(self, name)}
+    if any(width != self.in_features for width in widths.values()):
+      raise ValueError(
+          "MimeticMultiHeadAttention is self-attention of one width "
+          f"in_features={self.in_features}, but got {widths}. W_q W_k^T and "
+          "W_v W_o imitate identities, which need square products; use "
+          "nnx.MultiHeadAttention for cross-attention or other widths.")
     params = nnx.state(self, nnx.Param)
     nnx.update(self, mimetic.mimetic_params(
         rngs.params(), params, qk=qk, vo=vo, distribution=distribution))

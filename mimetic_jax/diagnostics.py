@@ -82,7 +82,7 @@ def _layers(params) -> Iterator[tuple[str, Any, tuple[int, ...]]]:
   layers = []
   for path in mimetic.find_attention_blocks(params):
     block = _get(params, path)
-    name = "/".join(path)
+    name = "/".join(map(str, path))
     lead = _kernel(block, "query").shape[:-3]
     for index in itertools.product(*(range(n) for n in lead)):
       layers.append(("/".join((name,) + tuple(map(str, index))), block, index))

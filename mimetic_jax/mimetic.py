@@ -30,8 +30,8 @@ Four entry points, all pure:
   * `mimetic_init`: Flax initializers (`kernel_init=`) for a user's own
     attention module; all four roles built from one shared key are coupled.
     Given to Flax's stock attention modules, which share one `kernel_init`
-    between query, key and value, it raises (see `attention.py` for the
-    drop-in modules).
+    between query, key and value, it raises (`attention.py` has drop-in
+    modules for those).
 """
 
 from collections.abc import Callable, Mapping
@@ -337,9 +337,17 @@ def mimetic_params(key: jax.Array, params: Any, *,
   # was (dict, FrozenDict, nnx.State and whatever nests inside it).
   leaves, treedef = jax.tree_util.tree_flatten_with_path(
       params, is_leaf=lambda node: not isinstance(node, Mapping))
+  paths = [tuple(getattr(k, "key", k) for k in path) for path, _ in leaves]
+  missing = replaced.keys() - set(paths)
+  if missing:
+    raise ValueError(
+        "mimetic_params found attention params at "
+        f"{sorted(map(_path_name, missing))} but cannot rebuild them: a "
+        "container on the way is a Mapping that "
+        "JAX does not flatten as a pytree of its items. Convert params to "
+        "nested dicts (or a FrozenDict / nnx.State) first.")
   return jax.tree.unflatten(treedef, [
-      replaced.get(tuple(getattr(k, "key", k) for k in path), leaf)
-      for path, leaf in leaves])
+      replaced.get(path, leaf) for path, (_, leaf) in zip(paths, leaves)])
 
 
 def mimetic_init(key: jax.Array, role: Role, num_heads: int, *,
@@ -375,13 +383,14 @@ def mimetic_init(key: jax.Array, role: Role, num_heads: int, *,
     return fallback if fallback is not None else nn.initializers.lecun_normal()
 
   def init(unused_key, shape, dtype=jnp.float32):
-    building = _stock_projection_being_built()
-    if building not in (None, role):
+    stock = _stock_attention_being_built()
+    if stock is not None:
       raise ValueError(
-          f"mimetic_init(key, {role!r}, ...) is initialising the {building!r} "
-          "projection. Flax's stock attention modules pass one kernel_init to "
-          "query, key and value, so all three would get the same kernel and "
-          "W_v W_o no -I structure. Use the drop-in modules "
+          f"mimetic_init(key, {role!r}, ...) was given to {stock}, which "
+          "passes one kernel_init to query, key and value and draws the out "
+          "kernel independently of the value kernel, so the factors cannot "
+          "be coupled: query, key and value would be equal, or W_v W_o would "
+          "lack its -I part. Use the drop-in modules "
           "mimetic_jax.MimeticMultiHeadDotProductAttention (Linen) or "
           "mimetic_jax.MimeticMultiHeadAttention (NNX), which take the same "
           "arguments plus qk, vo and distribution; or initialise the stock "
@@ -414,23 +423,27 @@ def mimetic_init(key: jax.Array, role: Role, num_heads: int, *,
 def linen_module_being_initialised() -> nn.Module | None:
   """The Linen module whose method is running (during `init`: the one
   creating a param), or None outside Linen. Flax keeps it on its module
-  stack and has no public accessor for it."""
+  stack (`flax.linen.module._context`, unchanged from flax 0.6 to 0.12) and
+  has no public accessor for it; tests cover the oldest and newest flax."""
   return nn.module._context.module_stack[-1]  # pylint: disable=protected-access
 
 
-def _stock_projection_being_built() -> str | None:
-  """The role ('query', ..., 'out') of the projection being created, when the
-  caller is a Linen module with a role's name or `nnx.MultiHeadAttention`'s
-  constructor (it creates query, key, value, out in that order); else None."""
+def _stock_attention_being_built() -> str | None:
+  """Names the stock Flax attention module whose projection is being
+  created right now, if any: a Linen `nn.MultiHeadDotProductAttention` (the
+  running module's parent), or an `nnx.MultiHeadAttention` whose constructor
+  is on the call stack (also inside `nnx.bridge.to_linen`)."""
   module = linen_module_being_initialised()
-  if module is not None:
-    return module.name if module.name in ROLES else None
+  if module is not None and isinstance(module.parent,
+                                       nn.MultiHeadDotProductAttention):
+    return f"Linen's {type(module.parent).__name__}"
+  # NNX passes no context to initializers; its attention constructor calls
+  # them a few frames down (LinearGeneral.__init__ and its wrappers).
   frame = sys._getframe(2)  # pylint: disable=protected-access
   for _ in range(16):
     if frame is None:
       return None
     if frame.f_code is nnx.MultiHeadAttention.__init__.__code__:
-      built = vars(frame.f_locals["self"])
-      return next(role for role in ROLES if role not in built)
+      return f"NNX's {type(frame.f_locals['self']).__name__}"
     frame = frame.f_back
   return None

@@ -63,27 +63,44 @@ def test_stock_linen_attention_with_mimetic_init_raises():
   stock = nn.MultiHeadDotProductAttention(
       num_heads=HEADS, kernel_init=mimetic_init(key, "query", HEADS),
       out_kernel_init=mimetic_init(key, "out", HEADS))
-  with pytest.raises(ValueError, match=r"initialising the 'key' projection"
+  with pytest.raises(ValueError, match=r"given to Linen's MultiHeadDot"
                      r"(.|\n)*MimeticMultiHeadDotProductAttention"):
     stock.init(jax.random.key(1), X)
 
 
-def test_stock_linen_attention_with_an_out_initializer_for_all_raises():
-  stock = nn.MultiHeadDotProductAttention(
-      num_heads=HEADS, kernel_init=mimetic_init(jax.random.key(0), "out",
-                                                HEADS))
-  with pytest.raises(ValueError, match="initialising the 'query' projection"):
+@pytest.mark.parametrize("kwargs", [
+    {"kernel_init": "out"},  # One initializer for all four.
+    {"out_kernel_init": "out"},  # Out alone: not coupled to the value kernel.
+])
+def test_stock_linen_attention_with_any_mimetic_initializer_raises(kwargs):
+  kwargs = {name: mimetic_init(jax.random.key(0), role, HEADS)
+            for name, role in kwargs.items()}
+  stock = nn.MultiHeadDotProductAttention(num_heads=HEADS, **kwargs)
+  with pytest.raises(ValueError, match="given to Linen's"):
     stock.init(jax.random.key(1), X)
 
 
-def test_stock_nnx_attention_with_mimetic_init_raises():
-  key = jax.random.key(0)
-  with pytest.raises(ValueError, match=r"initialising the 'key' projection"
+@pytest.mark.parametrize("kwargs", [
+    {"kernel_init": "query", "out_kernel_init": "out"},
+    {"out_kernel_init": "out"},
+])
+def test_stock_nnx_attention_with_mimetic_init_raises(kwargs):
+  kwargs = {name: mimetic_init(jax.random.key(0), role, HEADS)
+            for name, role in kwargs.items()}
+  with pytest.raises(ValueError, match=r"given to NNX's MultiHeadAttention"
                      r"(.|\n)*MimeticMultiHeadAttention"):
-    nnx.MultiHeadAttention(
-        num_heads=HEADS, in_features=D, decode=False,
-        kernel_init=mimetic_init(key, "query", HEADS),
-        out_kernel_init=mimetic_init(key, "out", HEADS), rngs=nnx.Rngs(0))
+    nnx.MultiHeadAttention(num_heads=HEADS, in_features=D, decode=False,
+                           rngs=nnx.Rngs(0), **kwargs)
+
+
+def test_stock_nnx_attention_inside_the_linen_bridge_raises():
+  key = jax.random.key(0)
+  bridged = nnx.bridge.to_linen(
+      nnx.MultiHeadAttention, num_heads=HEADS, in_features=D, decode=False,
+      kernel_init=mimetic_init(key, "query", HEADS),
+      out_kernel_init=mimetic_init(key, "out", HEADS))
+  with pytest.raises(ValueError, match="given to NNX's MultiHeadAttention"):
+    bridged.init(jax.random.key(1), X)
 
 
 def test_mimetic_init_in_a_module_that_names_its_roles_is_accepted():
@@ -154,6 +171,19 @@ def test_linen_drop_in_with_a_disabled_pair_and_positive_vo():
   assert_not_mimetic_qk(params)
   vo = params["value"]["kernel"].reshape(D, D) @ params["out"]["kernel"].reshape(D, D)
   np.testing.assert_allclose(np.diag(vo).mean(), 0.4, atol=0.08)
+
+
+def test_linen_drop_in_initialised_lazily_inside_apply():
+  model = MimeticMultiHeadDotProductAttention(num_heads=HEADS)
+  _, variables = model.apply({}, X, rngs={"params": jax.random.key(0)},
+                             mutable=True)
+  assert_mimetic(arrays(variables["params"]))
+
+
+def test_linen_drop_in_accepts_the_stock_out_kernel_init_default():
+  model = MimeticMultiHeadDotProductAttention(num_heads=HEADS,
+                                              out_kernel_init=None)
+  assert_mimetic(arrays(model.init(jax.random.key(0), X)["params"]))
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -245,10 +275,42 @@ def test_nnx_drop_in_is_mimetic_params_of_the_stock_module():
   assert model(X).shape == X.shape
 
 
-def test_nnx_drop_in_rejects_cross_attention():
-  with pytest.raises(ValueError, match="self-attention with one width"):
-    MimeticMultiHeadAttention(num_heads=HEADS, in_features=D, out_features=24,
-                              decode=False, rngs=nnx.Rngs(0))
+@pytest.mark.parametrize("kwargs", [{"out_features": 24},
+                                    {"in_kv_features": 24},
+                                    {"qkv_features": 24}])
+def test_nnx_drop_in_rejects_cross_attention(kwargs):
+  with pytest.raises(ValueError, match="self-attention of one width"):
+    MimeticMultiHeadAttention(num_heads=HEADS, in_features=D, decode=False,
+                              rngs=nnx.Rngs(0), **kwargs)
+
+
+def test_nnx_drop_in_kernel_init_serves_only_a_disabled_pair():
+  with pytest.raises(ValueError, match="would be unused"):
+    MimeticMultiHeadAttention(num_heads=HEADS, in_features=D, decode=False,
+                              kernel_init=nnx.initializers.zeros,
+                              rngs=nnx.Rngs(0))
+  model = MimeticMultiHeadAttention(num_heads=HEADS, in_features=D, qk=None,
+                                    decode=False,
+                                    kernel_init=nnx.initializers.ones,
+                                    rngs=nnx.Rngs(0))
+  params = arrays(nnx.state(model, nnx.Param))
+  np.testing.assert_array_equal(params["query"]["kernel"], 1.0)
+  vo = params["value"]["kernel"].reshape(D, D) @ params["out"]["kernel"].reshape(D, D)
+  np.testing.assert_allclose(np.diag(vo).mean(), -0.4, atol=0.08)
+
+
+def test_drop_ins_keep_a_bfloat16_param_dtype():
+  linen = MimeticMultiHeadDotProductAttention(
+      num_heads=HEADS, param_dtype=jnp.bfloat16).init(jax.random.key(0), X)
+  nnx_model = MimeticMultiHeadAttention(
+      num_heads=HEADS, in_features=D, decode=False, param_dtype=jnp.bfloat16,
+      rngs=nnx.Rngs(0))
+  for params in (linen["params"], nnx.state(nnx_model, nnx.Param)):
+    params = arrays(params)
+    assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(params))
+    vo = (params["value"]["kernel"].astype(np.float32).reshape(D, D)
+          @ params["out"]["kernel"].astype(np.float32).reshape(D, D))
+    np.testing.assert_allclose(np.diag(vo).mean(), -0.4, atol=0.08)
 
 
 # ----------------------------------------------------------------------------
