@@ -203,6 +203,7 @@ def test_contrast_scales_around_channel_means(image):
       augment.contrast(image, 0.5), means + 0.5 * (image - means), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_translate_shifts_by_whole_pixels(image):
   for pixels in (5, -3):
     np.testing.assert_allclose(
@@ -260,6 +261,7 @@ def _random_batch(shape) -> jax.Array:
   return jax.random.uniform(jax.random.key(42), shape, jnp.float32)
 
 
+@pytest.mark.slow
 def test_augment_batch_keeps_shape_dtype_range_inside_jit():
   images = _random_batch((8, _SIZE, _SIZE, 3))
   out = _step(jax.random.key(0), images)
@@ -275,6 +277,7 @@ def test_augment_batch_is_deterministic_in_its_key():
   assert all(not np.array_equal(a, b) for a, b in zip(first, other))
 
 
+@pytest.mark.slow
 def test_augment_batch_handles_non_square_images():
   images = _random_batch((4, 20, 28, 3))
   out = augment.augment_batch(jax.random.key(0), images)
@@ -300,6 +303,7 @@ def test_augment_batch_with_every_step_off_is_identity(image):
       _only(image, 4), np.broadcast_to(image, (4, *image.shape)))
 
 
+@pytest.mark.slow
 def test_augment_batch_crop_only_shifts(image):
   shifts = {_find_shift(out, image, 2) for out in _only(image, 16,
                                                         crop_padding=2)}
@@ -357,6 +361,7 @@ def test_randaugment_ops_list():
       "TranslateX", "TranslateY")
 
 
+@pytest.mark.slow
 def test_augment_batch_randaugment_only_applies_one_listed_op(image):
   candidates = _magnitude_9_candidates(image)
   assert {name for name, _, _ in candidates} == set(augment.RANDAUGMENT_OPS)

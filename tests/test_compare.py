@@ -13,6 +13,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import signal
 import statistics
 import subprocess
@@ -454,16 +455,16 @@ def _compare(*args: str) -> subprocess.CompletedProcess:
                         check=False)
 
 
-def _interrupt(args, when: str) -> tuple[int, str]:
-  """Runs the comparison, sends SIGTERM once a line starts with `when`;
-  returns (exit code, output)."""
+def _interrupt(args, run: str, progress: str) -> tuple[int, str]:
+  """Runs the comparison, sends SIGTERM once `run`'s output shows
+  `progress`; returns (exit code, output)."""
   process = subprocess.Popen(_command(*args), cwd=REPO_ROOT, env=ENV,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
   output = []
   for line in process.stdout:
     output.append(line)
-    if line.startswith(when):
+    if line.startswith(f"[{run}] ") and progress in line:
       process.send_signal(signal.SIGTERM)
   return process.wait(timeout=60), "".join(output)
 
@@ -499,7 +500,7 @@ def comparison(image_folder, tmp_path_factory) -> types.SimpleNamespace:
           f"--config.dataset.path={image_folder}",
           f"--config.dataset.data_dir={root / 'tfds'}", *TINY_OVERRIDES)
   stages = types.SimpleNamespace(workdir=workdir, args=args)
-  stages.interrupted = _interrupt(args, when="[mimetic_seed1] step 2/12")
+  stages.interrupted = _interrupt(args, "mimetic_seed1", " step 2/12 |")
   stages.resumed = _compare(*args)
   stages.after_resumed = _snapshot(workdir)
   stages.rerun = _compare(*args)
@@ -519,7 +520,8 @@ def test_interrupted_comparison_saves_and_stops(comparison):
   for index, run in enumerate(RUNS[:3], 1):
     assert f"[{run}] ({index}/4) training in" in output
     assert f"[{run}] ({index}/4) finished." in output
-  assert "[mimetic_seed1] Received SIGTERM: saved step" in output
+  assert re.search(r"^\[mimetic_seed1\] .*Received SIGTERM: saved step",
+                   output, re.M), output
   assert ("[mimetic_seed1] (4/4) stopped by SIGTERM (exit code 0); rerun the "
           "same command to resume.") in output
   assert "Traceback" not in output

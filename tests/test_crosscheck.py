@@ -60,6 +60,7 @@ def _random_data(num_train=2 * BATCH, num_eval=24):
       info={"num_classes": 10})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("init", ["default", "mimetic"])
 def test_timm_training_matches_the_project_step(init):
   config = _tiny_config()

@@ -406,6 +406,7 @@ def cifar10_arrays(cifar10_archive, tmp_path_factory):
   return images.load_arrays(config)
 
 
+@pytest.mark.slow
 def test_cifar10_archive(cifar10_arrays):
   arrays = cifar10_arrays
   assert arrays.train_images.shape == (50_000, 32, 32, 3)

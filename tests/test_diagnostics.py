@@ -134,6 +134,7 @@ def vit_tiny_params(init_name, depth=2):
                     init=init_name)
 
 
+@pytest.mark.slow
 def test_vit_tiny_summary_mimetic_versus_default():
   """Mimetic: QK diagonal ~0.40 (the rank-64 cut of 0.7 Z + 0.7 I) and VO
   diagonal ~-0.40; default: both ~0. Keys are what the trainer logs."""
@@ -154,6 +155,7 @@ def test_vit_tiny_summary_mimetic_versus_default():
   assert mimetic_summary["attn_vo_offdiag"] < 0.1
 
 
+@pytest.mark.slow
 def test_replicated_params_as_in_the_trainer():
   """The trainer passes params replicated over a mesh of all devices."""
   params = mimetic.mimetic_params(jax.random.key(1), init(ScannedModel(2)))

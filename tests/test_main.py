@@ -174,7 +174,7 @@ def test_preempted_run_resumes_to_identical_params(finished_run, tiny_args,
   output = []
   for line in process.stdout:
     output.append(line)
-    if line.startswith("step 5/16"):
+    if " step 5/16 |" in line:
       process.send_signal(signal.SIGTERM)
   process.wait(timeout=600)
   output = "".join(output)

@@ -167,6 +167,7 @@ def test_mimetic_attention_is_local_default_is_not(fresh, image):
   assert pictures.mean_attention_distance(default_maps[0]) > 0.95 * uniform
 
 
+@pytest.mark.slow
 def test_mimetic_class_token_attends_to_itself_after_the_first_layer(image):
   """At ViT-Tiny width (d=192, head dim 64) the zero class token attends
   uniformly in the first layer (LayerNorm(0) = 0 gives it a zero query),
@@ -190,6 +191,7 @@ def test_mimetic_class_token_attends_to_itself_after_the_first_layer(image):
   assert all(m.class_token_self is None for m in gap_maps)
 
 
+@pytest.mark.slow
 def test_attention_maps_see_the_trainers_value_range(image):
   config = smoke_config()
   config.dataset.value_range = (-1.0, 1.0)
