@@ -22,11 +22,13 @@ setuptools.setup(
         "ml-collections>=1.0.0",
         # tfds prepares datasets with TensorFlow; the CPU build never touches
         # accelerators (we also hide them from TF explicitly).
-        "tensorflow-datasets>=4.9.9",
-        "tensorflow-cpu>=2.19",  # 2.18 needs ml-dtypes < 0.5, jax >= 0.7 needs >= 0.5.
-        "tensorboard>=2.19",  # Event files, written without TensorFlow.
+        "tensorflow-datasets>=4.9.10",  # 4.9.9 breaks with protobuf 7.
+        # 2.18 wants ml-dtypes < 0.5 (jax >= 0.7 needs >= 0.5); 2.19 wants
+        # protobuf < 6, which the newest tensorflow-metadata (tfds) rejects.
+        "tensorflow-cpu>=2.20",
+        "tensorboard>=2.20",  # Event files, written without TensorFlow.
         "importlib_resources>=6.0",  # tfds 4.9.10 imports it without declaring it
-        "dm-pix>=0.4.3",
+        "dm-pix>=0.4.4",  # 0.4.3 calls jnp.reshape(newshape=), gone in jax 0.7.
         "pillow>=10.0",
         "sentencepiece>=0.2.0",
         "matplotlib>=3.8",
