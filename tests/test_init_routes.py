@@ -35,6 +35,12 @@ def arrays(tree):
                       if isinstance(tree, nnx.State) else tree)
 
 
+def vo_product(block):
+  """W_v W_o of one layer, (D, D), in float32."""
+  return (block["value"]["kernel"].astype(np.float32).reshape(D, D)
+          @ block["out"]["kernel"].astype(np.float32).reshape(D, D))
+
+
 def assert_mimetic(block, vo_beta=-0.4):
   q, k = block["query"]["kernel"], block["key"]["kernel"]
   assert q.shape == k.shape == (D, HEADS, HEAD_DIM)
@@ -42,7 +48,7 @@ def assert_mimetic(block, vo_beta=-0.4):
     product = q[:, h] @ k[:, h].T
     assert np.linalg.matrix_rank(product, tol=1e-4) == HEAD_DIM
     assert 0.3 < np.diag(product).mean() < 0.5
-  vo = block["value"]["kernel"].reshape(D, D) @ block["out"]["kernel"].reshape(D, D)
+  vo = vo_product(block)
   np.testing.assert_allclose(np.diag(vo).mean(), vo_beta, atol=0.08)
   for role in mimetic.ROLES:
     np.testing.assert_array_equal(block[role]["bias"], 0.0)
@@ -169,7 +175,7 @@ def test_linen_drop_in_with_a_disabled_pair_and_positive_vo():
       num_heads=HEADS, qk=None, vo=(0.4, 0.4)).init(jax.random.key(0), X)[
           "params"])
   assert_not_mimetic_qk(params)
-  vo = params["value"]["kernel"].reshape(D, D) @ params["out"]["kernel"].reshape(D, D)
+  vo = vo_product(params)
   np.testing.assert_allclose(np.diag(vo).mean(), 0.4, atol=0.08)
 
 
@@ -295,7 +301,7 @@ def test_nnx_drop_in_kernel_init_serves_only_a_disabled_pair():
                                     rngs=nnx.Rngs(0))
   params = arrays(nnx.state(model, nnx.Param))
   np.testing.assert_array_equal(params["query"]["kernel"], 1.0)
-  vo = params["value"]["kernel"].reshape(D, D) @ params["out"]["kernel"].reshape(D, D)
+  vo = vo_product(params)
   np.testing.assert_allclose(np.diag(vo).mean(), -0.4, atol=0.08)
 
 
@@ -308,8 +314,7 @@ def test_drop_ins_keep_a_bfloat16_param_dtype():
   for params in (linen["params"], nnx.state(nnx_model, nnx.Param)):
     params = arrays(params)
     assert all(leaf.dtype == jnp.bfloat16 for leaf in jax.tree.leaves(params))
-    vo = (params["value"]["kernel"].astype(np.float32).reshape(D, D)
-          @ params["out"]["kernel"].astype(np.float32).reshape(D, D))
+    vo = vo_product(params)
     np.testing.assert_allclose(np.diag(vo).mean(), -0.4, atol=0.08)
 
 
