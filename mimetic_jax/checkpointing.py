@@ -7,7 +7,6 @@ Randomness and the data position are functions of the seed and the step (see
 
 import json
 import os
-import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,36 +54,6 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
-
-
-class StopSignal:
-  """Turns SIGTERM (preemption) and SIGINT (Ctrl-C) into a flag the train
-  loop checks each step, so it can save before it exits."""
-
-  def __init__(self):
-    self.received: str | None = None
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    if self.received:  # Second signal: give up immediately.
-      raise KeyboardInterrupt
-    self.received = signal.Signals(signum).name
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-    return False
-
-
-def abstract_like(tree: Any) -> Any:
-  """ShapeDtypeStructs (with shardings) describing `tree`."""
-  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
 # ----------------------------------------------------------------------------

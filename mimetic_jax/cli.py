@@ -1,13 +1,21 @@
-"""Command-line plumbing shared by `main.py` and the `python -m` tools."""
+"""Command-line plumbing shared by `main.py` and the `python -m` tools.
 
+`run(main)` is what every tool's `if __name__ == '__main__'` calls: absl flag
+parsing, then `main`, with user mistakes (`errors.UserError`, a misspelt
+`--config.KEY`, running out of accelerator memory) reported as one paragraph
+and a non-zero exit instead of a traceback.
+"""
+
+from collections.abc import Callable, Sequence
 import sys
 
 from absl import app
 
+from mimetic_jax.errors import UserError
+
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing (pass as `app.run(main, flags_parser=parse_flags)`),
-  with a one-paragraph error instead of a traceback for a `--config.KEY`
+  """absl's flag parsing, with a one-paragraph error for a `--config.KEY`
   override that names no key of the config."""
   try:
     return app.parse_flags_with_usage(argv)
@@ -22,3 +30,34 @@ def parse_flags(argv: list[str]) -> list[str]:
         "file's get_config() returns (e.g. --config.dataset.max_train_"
         "examples=1000); check the spelling against the config file, and "
         "configs/image_base.py or configs/lm_base.py for the shared keys.")
+
+
+def _out_of_memory_message(error: Exception) -> str | None:
+  """The fix for an accelerator (or host) out-of-memory error, else None."""
+  if "RESOURCE_EXHAUSTED" not in str(error):
+    return None
+  import jax  # pylint: disable=g-import-not-at-top
+  return (
+      f"out of memory on {jax.devices()[0].device_kind} "
+      f"({str(error).splitlines()[0][:200]}). The model, batch and "
+      "activations do not fit: lower --config.batch_size (global), use "
+      "--config.model.dtype=bfloat16 on an accelerator, or add devices. "
+      "Checkpoints already saved in the workdir are kept; rerunning resumes "
+      "from the latest.")
+
+
+def run(main: Callable[[Sequence[str]], None]) -> None:
+  """`app.run(main)` with user mistakes reported without a traceback."""
+
+  def main_reporting_user_errors(argv: Sequence[str]) -> None:
+    try:
+      main(argv)
+    except UserError as e:
+      sys.exit(f"Error: {e}")
+    except Exception as e:  # pylint: disable=broad-except
+      message = _out_of_memory_message(e)
+      if message is None:
+        raise
+      sys.exit(f"Error: {message}")
+
+  app.run(main_reporting_user_errors, flags_parser=parse_flags)

@@ -27,6 +27,7 @@ import optax
 from mimetic_jax import checkpointing
 from mimetic_jax import diagnostics
 from mimetic_jax import metric_logging
+from mimetic_jax import signals
 from mimetic_jax import steps
 from mimetic_jax import tasks
 from mimetic_jax.models import INITS, initialize
@@ -34,79 +35,6 @@ from mimetic_jax.models import INITS, initialize
 
 class ConfigError(ValueError):
   """A config that cannot run; the message says how to fix it."""
-
-
-def parse_strength(value: Any, name: str) -> tuple[float, float] | None:
-  """`mimetic.qk` / `mimetic.vo` as `(alpha, beta)`, or None when disabled.
-
-  Accepts None, `()` and `(None,)` (what `--config.mimetic.qk=None` gives)
-  as "disabled".
-  """
-  if value is None or all(v is None for v in value):
-    return None
-  if len(value) != 2:
-    raise ConfigError(
-        f"{name}={value!r} must be a pair (alpha, beta), e.g. "
-        f"--config.{name}='(0.7,0.7)', or None to leave that pair untouched.")
-  return float(value[0]), float(value[1])
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Cheap checks that fail before any data is loaded or compiled."""
-  devices = jax.device_count()
-  if config.init not in INITS:
-    raise ConfigError(f"init={config.init!r} is not one of {INITS}; set "
-                      "--config.init=mimetic (or default / trunc_normal).")
-  if config.init == "mimetic":
-    qk = parse_strength(config.mimetic.qk, "mimetic.qk")
-    vo = parse_strength(config.mimetic.vo, "mimetic.vo")
-    if qk is None and vo is None:
-      raise ConfigError(
-          "init='mimetic' with mimetic.qk=None and mimetic.vo=None changes "
-          "nothing; set one of them, or use --config.init=default.")
-  for name in ("batch_size", "eval_batch_size"):
-    size = config[name]
-    if size <= 0 or size % devices:
-      raise ConfigError(
-          f"{name}={size} is the global batch size and must be a positive "
-          f"multiple of the {devices} devices JAX sees ({jax.devices()[0]}"
-          f" ...), so that each gets the same share. Use e.g. --config."
-          f"{name}={max(devices, size // devices * devices or devices)}.")
-  if config.total_steps <= 0 and config.num_epochs <= 0:
-    raise ConfigError("Set num_epochs > 0 or total_steps > 0.")
-  if config.adam_eps <= 0:
-    raise ConfigError(f"adam_eps={config.adam_eps} must be > 0 (AdamW's "
-                      "epsilon; 1e-8 by default).")
-  if config.learning_rate <= 0:
-    raise ConfigError(f"learning_rate={config.learning_rate} must be > 0.")
-  attention = config.model.get("attention", "auto")
-  if attention not in ("auto", "xla", "cudnn"):
-    raise ConfigError(
-        f"model.attention={attention!r} must be 'auto' (JAX picks cuDNN flash "
-        "attention where it applies, else XLA), 'xla' or 'cudnn'.")
-
-
-def make_optimizer(config, total_steps: int, warmup_steps: int):
-  """AdamW with linear warm-up then cosine decay; weight decay on kernels and
-  embeddings only (arrays of rank >= 2), not on biases, norms or tokens."""
-  schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=config.learning_rate,
-      warmup_steps=warmup_steps, decay_steps=max(total_steps, warmup_steps + 1),
-      end_value=config.end_learning_rate)
-  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
-  tx = optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.adam_eps,
-                   weight_decay=config.weight_decay, mask=decay_mask)
-  if config.grad_clip_norm > 0:
-    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
-  return tx, schedule
-
-
-def step_budget(config, steps_per_epoch: int) -> tuple[int, int]:
-  """`(total_steps, warmup_steps)`: `total_steps` if set, else `num_epochs`
-  rounded up to whole steps; warm-up rounded to the nearest step."""
-  total_steps = config.total_steps or math.ceil(config.num_epochs *
-                                                steps_per_epoch)
-  return total_steps, round(config.warmup_epochs * steps_per_epoch)
 
 
 def _device_put_sharded(mesh, arrays: dict[str, np.ndarray]):
@@ -302,7 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     return metrics
 
   eval_metrics = {}
-  with checkpointing.StopSignal() as stop:
+  with signals.StopSignal() as stop:
     while step < total_steps:
       state, train_metrics = train_fn(state, train_inputs(), key)
       step += 1

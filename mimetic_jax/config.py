@@ -1,0 +1,65 @@
+"""Checks of a resolved config that fail before any data is loaded or compiled.
+
+The config files (`configs/*.py`) say what a run is; this module says whether
+it can run, with a one-paragraph `UserError` naming the key and the fix.
+"""
+
+from typing import Any
+
+import jax
+import ml_collections
+
+from mimetic_jax.errors import UserError
+from mimetic_jax.models.init import INITS
+
+
+def parse_strength(value: Any, name: str) -> tuple[float, float] | None:
+  """`mimetic.qk` / `mimetic.vo` as `(alpha, beta)`, or None when disabled.
+
+  Accepts None, `()` and `(None,)` (what `--config.mimetic.qk=None` gives)
+  as "disabled".
+  """
+  if value is None or all(v is None for v in value):
+    return None
+  if len(value) != 2:
+    raise UserError(
+        f"{name}={value!r} must be a pair (alpha, beta), e.g. "
+        f"--config.{name}='(0.7,0.7)', or None to leave that pair untouched.")
+  return float(value[0]), float(value[1])
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Cheap checks that fail before any data is loaded or compiled."""
+  devices = jax.device_count()
+  if config.init not in INITS:
+    raise UserError(f"init={config.init!r} is not one of {INITS}; set "
+                      "--config.init=mimetic (or default / trunc_normal).")
+  if config.init == "mimetic":
+    qk = parse_strength(config.mimetic.qk, "mimetic.qk")
+    vo = parse_strength(config.mimetic.vo, "mimetic.vo")
+    if qk is None and vo is None:
+      raise UserError(
+          "init='mimetic' with mimetic.qk=None and mimetic.vo=None changes "
+          "nothing; set one of them, or use --config.init=default.")
+  for name in ("batch_size", "eval_batch_size"):
+    size = config[name]
+    if size <= 0 or size % devices:
+      raise UserError(
+          f"{name}={size} is the global batch size and must be a positive "
+          f"multiple of the {devices} devices JAX sees ({jax.devices()[0]}"
+          f" ...), so that each gets the same share. Use e.g. --config."
+          f"{name}={max(devices, size // devices * devices or devices)}.")
+  if config.total_steps <= 0 and config.num_epochs <= 0:
+    raise UserError("Set num_epochs > 0 or total_steps > 0.")
+  if config.adam_eps <= 0:
+    raise UserError(f"adam_eps={config.adam_eps} must be > 0 (AdamW's "
+                      "epsilon; 1e-8 by default).")
+  if config.learning_rate <= 0:
+    raise UserError(f"learning_rate={config.learning_rate} must be > 0.")
+  attention = config.model.get("attention", "auto")
+  if attention not in ("auto", "xla", "cudnn"):
+    raise UserError(
+        f"model.attention={attention!r} must be 'auto' (JAX picks cuDNN flash "
+        "attention where it applies, else XLA), 'xla' or 'cudnn'.")
+
+
