@@ -8,8 +8,6 @@ Any config key can be overridden with `--config.KEY=VALUE`; unknown keys are
 rejected. Rerunning with the same workdir resumes from its last checkpoint.
 """
 
-import sys
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -36,32 +34,17 @@ def main(argv):
   # TensorFlow (used by tfds for input) must never grab an accelerator.
   from mimetic_jax.data import hide_accelerators_from_tensorflow
   hide_accelerators_from_tensorflow()
-  import jax  # After TF is told to keep off accelerators.
-  from mimetic_jax import metric_logging
+  from mimetic_jax import metric_logging  # After TF keeps off accelerators.
   from mimetic_jax import train
-  from mimetic_jax.data.prepared import DatasetUnavailableError
+  from mimetic_jax import workdir as workdir_lib
 
   config = _CONFIG.value
-  workdir = _WORKDIR.value or train.default_workdir(
+  workdir = _WORKDIR.value or workdir_lib.default_workdir(
       config_flags.get_config_filename(flags.FLAGS["config"]), config)
   logging.info("Config:\n%s", config)
   metric_logging.log(f"Workdir: {workdir}")
-  try:
-    train.train_and_evaluate(config, workdir)
-  except (train.ConfigError, DatasetUnavailableError, FileNotFoundError) as e:
-    # A mistake in the command, not in the code: the message says the fix.
-    sys.exit(f"Error: {e}")
-  except jax.errors.JaxRuntimeError as e:
-    if "RESOURCE_EXHAUSTED" not in str(e):
-      raise
-    sys.exit(
-        f"Error: out of memory on {jax.devices()[0].device_kind} "
-        f"({str(e).splitlines()[0][:200]}). The model, batch and "
-        f"activations do not fit: lower --config.batch_size (global; now "
-        f"{config.batch_size}), use --config.model.dtype=bfloat16 on an "
-        "accelerator, or add devices. Checkpoints already saved in the "
-        "workdir are kept; rerunning resumes from the latest.")
+  train.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -13,6 +13,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from mimetic_jax import cli
+
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Workdir of a language-model run of main.py.")
 _PROMPT = flags.DEFINE_string("prompt", "\n", "Text to continue; non-empty.")
@@ -45,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,14 +5,14 @@ Randomness and the data position are functions of the seed and the step (see
 `steps.py`), so restoring the step restores them too.
 """
 
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
+
+from mimetic_jax.errors import UserError
 
 
 class Checkpointer:
@@ -37,7 +37,11 @@ class Checkpointer:
         step, args=ocp.args.StandardRestore(abstract_state))
 
   def due(self, step: int) -> bool:
-    """Whether `step` is on the schedule (or a preemption) and not saved."""
+    """Whether `step` is on the schedule (or a preemption) and not saved.
+
+    Not orbax's `save_interval_steps` / `should_save`: that also saves at
+    the first step it is asked about, and 0 (= only at the end) is an error.
+    """
     on_schedule = self._every > 0 and step % self._every == 0
     return ((on_schedule or self._manager.reached_preemption(step))
             and step not in self._manager.all_steps())
@@ -59,23 +63,6 @@ class Checkpointer:
 # ----------------------------------------------------------------------------
 # Reading a finished or running trainer workdir (pictures, sampling).
 # ----------------------------------------------------------------------------
-
-
-def load_saved_config(workdir: str, *,
-                      hint: str = "") -> ml_collections.ConfigDict:
-  """The resolved config the trainer saved as `workdir/config.json`.
-
-  Raises:
-    FileNotFoundError: no config.json; `hint` (how to make one) is appended.
-  """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(
-        f"{path} does not exist, so {workdir} is not a trainer workdir: "
-        "main.py writes config.json there when a run starts, and "
-        f"checkpoints/ as it trains. {hint}".rstrip())
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
@@ -104,12 +91,12 @@ def restore_params(workdir: str, step: int | None = None, *,
       command that trains one).
 
   Raises:
-    FileNotFoundError: no finalized checkpoint, or not the step asked for.
+    UserError: no finalized checkpoint, or not the step asked for.
   """
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   steps = checkpoint_steps(workdir)
   if not steps:
-    raise FileNotFoundError(
+    raise UserError(
         f"No finalized checkpoint in {directory}. A training run saves one "
         "every checkpoint_every_steps steps and when it ends or is stopped "
         "with SIGTERM / Ctrl-C; a run that crashed before its first save, or "
@@ -117,7 +104,7 @@ def restore_params(workdir: str, step: int | None = None, *,
   if step is None:
     step = steps[-1]
   elif step not in steps:
-    raise FileNotFoundError(
+    raise UserError(
         f"No checkpoint for step {step} in {directory}; the finalized steps "
         f"there are {steps}. Pass one of them, or none for the latest.")
   path = os.path.join(directory, str(step), "default")
@@ -127,7 +114,7 @@ def restore_params(workdir: str, step: int | None = None, *,
     tree = getattr(metadata, "item_metadata", metadata)
     tree = getattr(tree, "tree", tree)
     if not isinstance(tree, Mapping) or "params" not in tree:
-      raise FileNotFoundError(
+      raise UserError(
           f"The checkpoint {path} holds no 'params' entry (found "
           f"{list(tree) if isinstance(tree, Mapping) else type(tree)}); it "
           "was not written by this project's trainer.")

@@ -4,28 +4,12 @@ The config files (`configs/*.py`) say what a run is; this module says whether
 it can run, with a one-paragraph `UserError` naming the key and the fix.
 """
 
-from typing import Any
-
 import jax
 import ml_collections
 
 from mimetic_jax.errors import UserError
-from mimetic_jax.models.init import INITS
-
-
-def parse_strength(value: Any, name: str) -> tuple[float, float] | None:
-  """`mimetic.qk` / `mimetic.vo` as `(alpha, beta)`, or None when disabled.
-
-  Accepts None, `()` and `(None,)` (what `--config.mimetic.qk=None` gives)
-  as "disabled".
-  """
-  if value is None or all(v is None for v in value):
-    return None
-  if len(value) != 2:
-    raise UserError(
-        f"{name}={value!r} must be a pair (alpha, beta), e.g. "
-        f"--config.{name}='(0.7,0.7)', or None to leave that pair untouched.")
-  return float(value[0]), float(value[1])
+from mimetic_jax.models.factory import TASKS, vit_architecture
+from mimetic_jax.models.init import INITS, mimetic_strengths
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -33,14 +17,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   devices = jax.device_count()
   if config.init not in INITS:
     raise UserError(f"init={config.init!r} is not one of {INITS}; set "
-                      "--config.init=mimetic (or default / trunc_normal).")
+                    "--config.init=mimetic (or default / trunc_normal).")
   if config.init == "mimetic":
-    qk = parse_strength(config.mimetic.qk, "mimetic.qk")
-    vo = parse_strength(config.mimetic.vo, "mimetic.vo")
-    if qk is None and vo is None:
-      raise UserError(
-          "init='mimetic' with mimetic.qk=None and mimetic.vo=None changes "
-          "nothing; set one of them, or use --config.init=default.")
+    mimetic_strengths(config)
+  if config.task not in TASKS:
+    raise UserError(f"task={config.task!r} is not one of {TASKS}; start "
+                    "from a config in configs/.")
+  if config.task == "image":
+    vit_architecture(config.model)
   for name in ("batch_size", "eval_batch_size"):
     size = config[name]
     if size <= 0 or size % devices:
@@ -53,7 +37,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise UserError("Set num_epochs > 0 or total_steps > 0.")
   if config.adam_eps <= 0:
     raise UserError(f"adam_eps={config.adam_eps} must be > 0 (AdamW's "
-                      "epsilon; 1e-8 by default).")
+                    "epsilon; 1e-8 by default).")
   if config.learning_rate <= 0:
     raise UserError(f"learning_rate={config.learning_rate} must be > 0.")
   attention = config.model.get("attention", "auto")

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mimetic_jax import checkpointing
+from mimetic_jax import workdir as workdir_lib
+from mimetic_jax.errors import UserError
 
 # (params, tokens int32 (batch, length)) -> logits float (batch, length, vocab).
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
@@ -141,39 +142,20 @@ def _train_command(workdir: str) -> str:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config the trainer saved as `workdir/config.json`."""
-  config = checkpointing.load_saved_config(
+  config = workdir_lib.load_config(
       workdir, hint=f"Train a language model first: {_train_command(workdir)}.")
   if config.get("task") != "lm":
-    raise ValueError(
+    raise UserError(
         f"{workdir} holds a run with task={config.get('task')!r}; sampling "
         "needs a language model (task='lm'), e.g. configs/tiny_shakespeare.py.")
   return config
 
 
 def load_tokenizer(config: ml_collections.ConfigDict, workdir: str):
-  """The run's tokenizer: bytes, or its cached SentencePiece model."""
-  from mimetic_jax.data import text  # Imports TensorFlow: keep it lazy.
-  dataset = config.dataset
-  if dataset.tokenizer == "byte":
-    return text.ByteTokenizer()
-  if dataset.tokenizer != "sentencepiece":
-    raise ValueError(f"Unknown dataset.tokenizer={dataset.tokenizer!r} in "
-                     f"{workdir}/config.json.")
-  folder = os.path.join(workdir, "sentencepiece")
-  paths = sorted(glob.glob(os.path.join(folder,
-                                        f"*_{dataset.vocab_size}.model")))
-  if len(paths) > 1:  # Several sources trained in one workdir: match ours.
-    source = "text_folder" if dataset.path else dataset.name
-    paths = [p for p in paths if os.path.basename(p).startswith(source) and
-             f"_{dataset.train_split}_" in os.path.basename(p)] or paths
-  if len(paths) != 1:
-    raise FileNotFoundError(
-        f"Expected one SentencePiece model '*_{dataset.vocab_size}.model' in "
-        f"{folder} (the trainer caches it there), found "
-        f"{[os.path.basename(p) for p in paths] or 'none'}. Was the workdir "
-        "moved without it? Rerun the training command to recreate it.")
-  with open(paths[0], "rb") as f:
-    return text.SentencePieceTokenizer(f.read())
+  """The run's tokenizer: bytes, or the SentencePiece model the trainer cached
+  in `workdir` (`tokenizers.load_saved_tokenizer`; raises its UserError)."""
+  from mimetic_jax.data import tokenizers  # pylint: disable=g-import-not-at-top
+  return tokenizers.load_saved_tokenizer(config.dataset, workdir)
 
 
 def load_run(workdir: str, *, device: jax.Device | None = None) -> Run:
@@ -184,17 +166,13 @@ def load_run(workdir: str, *, device: jax.Device | None = None) -> Run:
   machine without accelerators) whatever device count they were saved from.
 
   Raises:
-    FileNotFoundError: no config.json, checkpoint or tokenizer model; the
-      message says which command creates them.
-    ValueError: the run is not a language model.
+    UserError: no config.json, checkpoint or tokenizer model (the message
+      says which command creates them), or the run is not a language model.
   """
-  from mimetic_jax import tasks  # pylint: disable=g-import-not-at-top
   config = load_config(workdir)
   tokenizer = load_tokenizer(config, workdir)
-  params, step = checkpointing.restore_params(
+  trained = workdir_lib.load_model(
       workdir, device=device,
       hint=f"Train first (a rerun resumes): {_train_command(workdir)}.")
-  model = tasks.LanguageModelling(config).make_model(tasks.Data(
-      train={}, eval={}, info={"vocab_size": tokenizer.vocab_size}))
-  return Run(config=config, tokenizer=tokenizer, model=model,
-             params=params, step=step)
+  return Run(config=config, tokenizer=tokenizer, model=trained.model,
+             params=trained.params, step=trained.step)
