@@ -23,7 +23,8 @@ import pytest
 
 from configs import cifar10
 from mimetic_jax import tasks
-from mimetic_jax.models import ViT
+from mimetic_jax.data import Dataset, DatasetInfo
+from mimetic_jax.models import ViT, factory
 
 sys.modules.setdefault("triton", None)  # See tests/test_reference.py.
 torch = pytest.importorskip(
@@ -32,7 +33,7 @@ pytest.importorskip("timm", reason="needs timm: pip install -e '.[reference]'")
 # pylint: disable=g-import-not-at-top
 from benchmarks.crosscheck import project_side, report, timm_side
 from mimetic_jax import timm_port
-from mimetic_jax import train as trainer
+from mimetic_jax import optim
 
 SIZE, STEPS, BATCH = 16, 4, 16
 
@@ -51,13 +52,14 @@ def _tiny_config():
 def _random_data(num_train=2 * BATCH, num_eval=24):
   rng = np.random.default_rng(0)
   image = lambda n: rng.integers(0, 256, (n, SIZE, SIZE, 3), np.uint8)
-  return tasks.Data(
+  return Dataset(
+      info=DatasetInfo(num_train=num_train, num_eval=num_eval,
+                       num_classes=10),
       train={"image": image(num_train),
              "label": rng.integers(0, 10, num_train).astype(np.int32)},
       eval={"image": image(num_eval),
             "label": rng.integers(0, 10, num_eval).astype(np.int32),
-            "weight": np.ones(num_eval, np.float32)},
-      info={"num_classes": 10})
+            "weight": np.ones(num_eval, np.float32)})
 
 
 @pytest.mark.slow
@@ -67,7 +69,7 @@ def test_timm_training_matches_the_project_step(init):
   task, data = tasks.ImageClassification(config), _random_data()
   batches, labels = project_side.make_batches(
       task, data, seed=0, total_steps=STEPS, batch_size=BATCH)
-  model = task.make_model(data)
+  model = factory.make_model(config, data.info)
   params = project_side.init_params(model, init=init, seed=0, config=config,
                                     sample=batches[0])
   # The zero head would hide the other gradients at step 0.
@@ -81,8 +83,8 @@ def test_timm_training_matches_the_project_step(init):
 
   vit = timm_port.timm_vit(model, image_size=SIZE)
   timm_port.load_params(vit, jax.tree.map(np.asarray, params))
-  _, schedule = trainer.make_optimizer(
-      config, *trainer.step_budget(config, steps_per_epoch))
+  _, schedule = optim.make_optimizer(
+      config, *optim.step_budget(config, steps_per_epoch))
   theirs = timm_side.train(
       vit, batches, labels, config=config, grad_norm_steps=STEPS,
       learning_rates=[float(schedule(i)) for i in range(STEPS)],

@@ -23,7 +23,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import cifar10
+from mimetic_jax import config as config_lib
 from mimetic_jax import train
+from mimetic_jax.errors import UserError
+from mimetic_jax.models.init import parse_strength
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # 8 devices x 2 images per step; 96 training images = 6 steps per epoch.
@@ -260,25 +263,27 @@ def _smoke(**overrides) -> ml_collections.ConfigDict:
     (dict(learning_rate=-1.0), "learning_rate=-1.0 must be > 0"),
     (dict(model=dict(attention="flash")),
      "model.attention='flash' must be 'auto'"),
+    (dict(model=dict(variant="Huge/3")), "model.variant='Huge/3'"),
+    (dict(task="segmentation"), "task='segmentation' is not one of"),
 ])
 def test_bad_config_is_rejected_with_a_fix(overrides, expected):
-  with pytest.raises(train.ConfigError, match=expected):
-    train.validate_config(_smoke(**overrides))
+  with pytest.raises(UserError, match=expected):
+    config_lib.validate(_smoke(**overrides))
 
 
 def test_mimetic_with_both_pairs_disabled_is_rejected():
   config = _smoke()
   config.mimetic.qk = None
   config.mimetic.vo = None
-  with pytest.raises(train.ConfigError, match="changes nothing"):
-    train.validate_config(config)
+  with pytest.raises(UserError, match="changes nothing"):
+    config_lib.validate(config)
 
 
 def test_mimetic_strength_must_be_a_pair():
-  with pytest.raises(train.ConfigError, match=r"must be a pair"):
-    train.parse_strength((0.1, 0.2, 0.3), "mimetic.qk")
-  assert train.parse_strength((None,), "mimetic.qk") is None
-  assert train.parse_strength((0.7, -0.7), "mimetic.qk") == (0.7, -0.7)
+  with pytest.raises(UserError, match=r"must be a pair"):
+    parse_strength((0.1, 0.2, 0.3), "mimetic.qk")
+  assert parse_strength((None,), "mimetic.qk") is None
+  assert parse_strength((0.7, -0.7), "mimetic.qk") == (0.7, -0.7)
 
 
 @pytest.mark.slow

@@ -104,7 +104,7 @@ def test_init_schemes_change_only_what_they_should():
     assert float(jnp.abs(kernel).max()) <= 0.04 + 1e-6
   np.testing.assert_array_equal(trunc["embedding"]["kernel"],
                                 default["embedding"]["kernel"])
-  with pytest.raises(ValueError, match="Unknown init"):
+  with pytest.raises(ValueError, match="is not one of"):
     initialize(model, jax.random.key(0), images, init="xavier")
 
 

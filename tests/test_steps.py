@@ -12,6 +12,8 @@ import pytest
 from configs import cifar10
 from mimetic_jax import steps
 from mimetic_jax import tasks
+from mimetic_jax.data import DatasetInfo
+from mimetic_jax.models import factory
 from mimetic_jax.models import initialize
 
 P = jax.P
@@ -27,8 +29,7 @@ def task():
 
 @pytest.fixture(scope="module")
 def model_and_batch(task):
-  data = tasks.Data(train={}, eval={}, info={"num_classes": 10})
-  model = task.make_model(data)
+  model = factory.make_model(task.config, DatasetInfo(num_classes=10))
   rng = np.random.default_rng(0)
   batch = {"image": rng.integers(0, 256, (16, 32, 32, 3), np.uint8),
            "label": rng.integers(0, 10, (16,), np.int32)}

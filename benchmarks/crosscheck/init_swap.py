@@ -19,7 +19,6 @@ import json
 import pathlib
 import sys
 
-from absl import app
 from absl import flags
 
 from mimetic_jax import cli
@@ -58,8 +57,9 @@ def main(argv):
   from benchmarks.crosscheck import project_side, timm_side  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   from configs import cifar10  # pylint: disable=g-import-not-at-top
-  from mimetic_jax import tasks, timm_port  # pylint: disable=g-import-not-at-top
-  from mimetic_jax import train as trainer  # pylint: disable=g-import-not-at-top
+  from mimetic_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from mimetic_jax import optim, tasks, timm_port  # pylint: disable=g-import-not-at-top
+  from mimetic_jax.models import factory  # pylint: disable=g-import-not-at-top
 
   workdir, seed = pathlib.Path(_WORKDIR.value), _SEED.value
   workdir.mkdir(parents=True, exist_ok=True)
@@ -67,16 +67,16 @@ def main(argv):
   config.dataset.path = _DATASET_PATH.value
   config.dataset.max_eval_examples = 0  # The full test split.
   task = tasks.get_task(config)
-  data = task.load_data(process_index=0, process_count=1,
-                        workdir=str(workdir))
-  steps_per_epoch = data.num_train // config.batch_size
-  total_steps, warmup_steps = trainer.step_budget(config, steps_per_epoch)
+  data = data_lib.load(config, process_index=0, process_count=1,
+                       workdir=str(workdir))
+  steps_per_epoch = data.info.num_train // config.batch_size
+  total_steps, warmup_steps = optim.step_budget(config, steps_per_epoch)
   batches, labels = project_side.make_batches(
       task, data, seed=seed, total_steps=total_steps,
       batch_size=config.batch_size)
   eval_data = project_side.eval_inputs(task, data)
-  _, schedule = trainer.make_optimizer(config, total_steps, warmup_steps)
-  model = task.make_model(data)
+  _, schedule = optim.make_optimizer(config, total_steps, warmup_steps)
+  model = factory.make_model(config, data.info)
   params = jax.tree.map(np.asarray, project_side.init_params(
       model, init="mimetic", seed=seed, config=config, sample=batches[0]))
 
@@ -110,4 +110,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -5,8 +5,8 @@ them with the trainer's own step.
 augmentation (`ImageClassification.inputs`: crop, flip, RandAugment, Cutout,
 then `dataset.value_range`), so that both frameworks train on identical
 arrays. `train` runs `steps.train_step` (the trainer's compiled step, fed
-these batches instead of augmenting its own), `initialize` (the trainer's
-init) and `train.make_optimizer` (its AdamW and schedule).
+these batches instead of augmenting its own), `init_lib.init_params` (the trainer's
+init) and `optim.make_optimizer` (its AdamW and schedule).
 """
 
 import dataclasses
@@ -20,16 +20,18 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from mimetic_jax import optim
 from mimetic_jax import steps
 from mimetic_jax import tasks
-from mimetic_jax import train as trainer
-from mimetic_jax.models import initialize
+from mimetic_jax.data import Dataset
+from mimetic_jax.models import init as init_lib
 
-# Key streams of a seed's key (the trainer's init uses fold_in(key, 0)).
-_INIT_STREAM, _ORDER_STREAM, _AUGMENT_STREAM = 0, 1, 2
+# Key streams of a seed's key (stream 0 is the trainer's init,
+# `init_lib.init_key`).
+_ORDER_STREAM, _AUGMENT_STREAM = 1, 2
 
 
-def make_batches(task: tasks.ImageClassification, data: tasks.Data, *,
+def make_batches(task: tasks.ImageClassification, data: Dataset, *,
                  seed: int, total_steps: int, batch_size: int
                  ) -> tuple[np.ndarray, np.ndarray]:
   """`(inputs, labels)`: float32 `(total_steps, batch, H, W, C)` model inputs
@@ -58,7 +60,7 @@ def make_batches(task: tasks.ImageClassification, data: tasks.Data, *,
           np.stack([y for _, y in pairs]).astype(np.int32))
 
 
-def eval_inputs(task: tasks.ImageClassification, data: tasks.Data
+def eval_inputs(task: tasks.ImageClassification, data: Dataset
                 ) -> tuple[np.ndarray, np.ndarray]:
   """The whole eval split as model inputs (no augmentation) and labels."""
   inputs = task.inputs({"image": data.eval["image"]}, None, train=False)
@@ -97,12 +99,8 @@ def grad_group(path: tuple[str, ...]) -> str:
 def init_params(model, *, init: str, seed: int, config,
                 sample: np.ndarray) -> Any:
   """The trainer's init of `model` for `seed` (`sample`: one input batch)."""
-  return initialize(
-      model, jax.random.fold_in(jax.random.key(seed), _INIT_STREAM),
-      jnp.asarray(sample), init=init,
-      qk=trainer.parse_strength(config.mimetic.qk, "mimetic.qk"),
-      vo=trainer.parse_strength(config.mimetic.vo, "mimetic.vo"),
-      distribution=config.mimetic.distribution)
+  return init_lib.init_params(config, model, jnp.asarray(sample[:1]),
+                              init=init, seed=seed)
 
 
 def train(task: tasks.ImageClassification, model, params, *, seed: int,
@@ -114,8 +112,8 @@ def train(task: tasks.ImageClassification, model, params, *, seed: int,
 
   Returns `(params, record)`, `record` as `timm_side.train`'s.
   """
-  total_steps, warmup_steps = trainer.step_budget(config, steps_per_epoch)
-  tx, _ = trainer.make_optimizer(config, total_steps, warmup_steps)
+  total_steps, warmup_steps = optim.step_budget(config, steps_per_epoch)
+  tx, _ = optim.make_optimizer(config, total_steps, warmup_steps)
   key = jax.random.key(seed)
   mesh = jax.make_mesh((jax.device_count(),), (steps.AXIS,))
   own_params = jax.tree.map(jnp.array, params)  # The step donates them.

@@ -35,7 +35,7 @@ import torch  # pylint: disable=g-import-not-at-top
 import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
 
 from mimetic_jax import timm_port  # pylint: disable=g-import-not-at-top
-from mimetic_jax.train import parse_strength  # pylint: disable=g-import-not-at-top
+from mimetic_jax.models.init import parse_strength  # pylint: disable=g-import-not-at-top
 
 
 def mimetic_(vit, generator: torch.Generator, *,
