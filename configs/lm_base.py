@@ -76,7 +76,6 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.b2 = 0.95
   config.adam_eps = 1e-8  # AdamW's epsilon (timm CIFAR pipelines: 1e-3).
   config.grad_clip_norm = 1.0  # 0 = off.
-  config.label_smoothing = 0.0  # Unused by the LM loss; kept for the trainer.
 
   config.log_every_steps = 50
   config.eval_every_epochs = 1.0

@@ -4,7 +4,7 @@ Per attention layer: the per-head products `W_q^h (W_k^h)^T` and the layer's
 `W_v W_o`, and summary numbers of them (mean diagonal entry and mean absolute
 off-diagonal entry), so a user can watch the structure evolve during training
 (the trainer logs `attention_summary` at every evaluation) or draw it
-(`pictures.py`).
+(`pictures`, whose summary.json holds the same `layer_stats`).
 
 Blocks are found by `mimetic.find_attention_blocks` (the naming of
 `nn.MultiHeadDotProductAttention`). Kernels follow Flax's layout: query, key
@@ -19,7 +19,7 @@ compared as numbers, so `block_10` follows `block_9` even when a restored
 checkpoint has sorted its keys alphabetically.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 import itertools
 import re
 from typing import Any
@@ -131,30 +131,55 @@ def matrix_stats(matrix: jax.Array) -> tuple[float, float]:
   return float(diag), float(off)
 
 
+def layer_stats(qk: jax.Array, vo: jax.Array) -> dict[str, float]:
+  """`{stat: value}` for `stat` in `STAT_NAMES`, of one layer's products.
+
+  Args:
+    qk: `(heads, d, d)` per-head `W_q^h (W_k^h)^T`; averaged over heads.
+    vo: `(d, d)` `W_v W_o`.
+  """
+  stats = {}
+  for label, matrix in (("qk", qk), ("vo", vo)):
+    stats[f"{label}_diag"], stats[f"{label}_offdiag"] = matrix_stats(matrix)
+  return stats
+
+
+def mean_over_layers(per_layer: Iterable[Mapping[str, float]]
+                     ) -> dict[str, float]:
+  """`{stat: mean over layers}` for `stat` in `STAT_NAMES`, from
+  `layer_stats` of every layer; empty without layers."""
+  per_layer = list(per_layer)
+  if not per_layer:
+    return {}
+  return {stat: sum(layer[stat] for layer in per_layer) / len(per_layer)
+          for stat in STAT_NAMES}
+
+
+def _stats_per_layer(params) -> dict[str, dict[str, float]]:
+  """Layer name -> `layer_stats`, computing one layer's products at a time
+  (memory stays at one layer's products)."""
+  return {name: layer_stats(*block_products(_layer_block(block, index)))
+          for name, block, index in _layers(params)}
+
+
+def _flatten(per_layer: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+  return {f"{name}/{stat}": value for name, stats in per_layer.items()
+          for stat, value in stats.items()}
+
+
 def attention_stats(params) -> dict[str, float]:
   """`{'<layer>/qk_diag', '<layer>/qk_offdiag', '<layer>/vo_diag',
   '<layer>/vo_offdiag'}` for every attention layer of `params`.
 
-  QK numbers are averaged over heads. Layers are computed one at a time, so
-  memory stays at one layer's products.
+  QK numbers are averaged over heads (see `layer_stats`).
   """
-  stats = {}
-  for name, block, index in _layers(params):
-    qk, vo = block_products(_layer_block(block, index))
-    for label, matrix in (("qk", qk), ("vo", vo)):
-      diag, off = matrix_stats(matrix)
-      stats[f"{name}/{label}_diag"] = diag
-      stats[f"{name}/{label}_offdiag"] = off
-  return stats
+  return _flatten(_stats_per_layer(params))
 
 
 def attention_summary(params) -> dict[str, float]:
-  """Per-layer stats plus their means over layers (`attn_qk_diag`,
+  """`attention_stats` plus their means over layers (`attn_qk_diag`,
   `attn_qk_offdiag`, `attn_vo_diag`, `attn_vo_offdiag`)."""
-  stats = attention_stats(params)
-  summary = dict(stats)
-  for suffix in STAT_NAMES:
-    values = [v for k, v in stats.items() if k.endswith("/" + suffix)]
-    if values:
-      summary[f"attn_{suffix}"] = sum(values) / len(values)
-  return summary
+  per_layer = _stats_per_layer(params)
+  means = mean_over_layers(per_layer.values())
+  return {**_flatten(per_layer),
+          **{f"attn_{stat}": value for stat, value in means.items()}}

@@ -1,4 +1,5 @@
-"""Tests for mimetic_jax.data.text, .wikitext103 and .text_folder.
+"""Tests for mimetic_jax.data.text, .packing, .tokenizers, .wikitext103 and
+.text_folder.
 
 The network is disabled for the whole module (sockets and `requests`), so a
 test that needed a download fails instead of silently fetching data.
@@ -14,10 +15,13 @@ import requests
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from mimetic_jax.data import packing
 from mimetic_jax.data import prepared
 from mimetic_jax.data import text
 from mimetic_jax.data import text_folder
+from mimetic_jax.data import tokenizers
 from mimetic_jax.data import wikitext103
+from mimetic_jax.errors import UserError
 
 SEQ_LEN = 64
 
@@ -79,7 +83,7 @@ def _split_text(builder, split) -> str:
 
 def test_pack_targets_are_inputs_shifted_and_cover_every_token_once():
   tokens = np.arange(1000, dtype=np.int32)
-  windows = text.pack(tokens, SEQ_LEN)
+  windows = packing.pack(tokens, SEQ_LEN)
   num = (len(tokens) - 1) // SEQ_LEN
   assert windows.shape == (num, SEQ_LEN + 1) and windows.dtype == np.int32
   inputs, targets = windows[:, :-1], windows[:, 1:]
@@ -91,24 +95,24 @@ def test_pack_targets_are_inputs_shifted_and_cover_every_token_once():
 
 def test_pack_stride_and_short_input():
   tokens = np.arange(10)
-  np.testing.assert_array_equal(text.pack(tokens, 3, stride=1)[:, 0],
+  np.testing.assert_array_equal(packing.pack(tokens, 3, stride=1)[:, 0],
                                 np.arange(7))
-  assert text.pack(tokens[:3], 3).shape == (0, 4)
+  assert packing.pack(tokens[:3], 3).shape == (0, 4)
   with pytest.raises(ValueError, match="1-D"):
-    text.pack(tokens.reshape(2, 5), 3)
+    packing.pack(tokens.reshape(2, 5), 3)
 
 
 @pytest.mark.parametrize("num_tokens", [0, 1, 2, SEQ_LEN, SEQ_LEN + 1,
                                         SEQ_LEN + 2, 3 * SEQ_LEN + 1, 1000])
 def test_pack_eval_covers_split_exactly_once_with_padding_masked(num_tokens):
   tokens = np.arange(1, num_tokens + 1, dtype=np.int32)  # 0 is the pad id.
-  windows, mask = text.pack_eval(tokens, SEQ_LEN)
+  windows, mask = packing.pack_eval(tokens, SEQ_LEN)
   num_windows = -(-max(num_tokens - 1, 0) // SEQ_LEN)
   assert windows.shape == (num_windows, SEQ_LEN + 1)
   assert mask.shape == (num_windows, SEQ_LEN) and mask.dtype == bool
   assert mask.sum() == max(num_tokens - 1, 0)
   np.testing.assert_array_equal(windows[:, 1:][mask], tokens[1:])
-  assert np.all(windows[:, 1:][~mask] == text.PAD_ID)
+  assert np.all(windows[:, 1:][~mask] == tokenizers.PAD_ID)
   if num_windows > 1:
     np.testing.assert_array_equal(windows[1:, 0], windows[:-1, -1])
 
@@ -121,7 +125,7 @@ def test_byte_tokenizer_round_trips_arbitrary_unicode():
   code_points = rng.integers(0, 0x110000, size=5000)
   code_points = code_points[(code_points < 0xD800) | (code_points > 0xDFFF)]
   sample = "".join(map(chr, code_points)) + "\x00\r\n é漢字🙂"
-  tokenizer = text.ByteTokenizer()
+  tokenizer = tokenizers.ByteTokenizer()
   ids = tokenizer.encode(sample)
   assert ids.dtype == np.int32 and len(ids) == len(sample.encode("utf-8"))
   assert tokenizer.decode(ids) == sample
@@ -142,8 +146,8 @@ def _small_corpus(seed: int) -> str:
 def test_sentencepiece_round_trips_and_reuses_cached_model(tmp_path):
   model_path = str(tmp_path / "cache" / "spm.model")
   corpus = _small_corpus(0)
-  tokenizer = text.SentencePieceTokenizer.load_or_train(model_path, corpus,
-                                                         vocab_size=300)
+  tokenizer = tokenizers.SentencePieceTokenizer.load_or_train(
+      model_path, corpus, vocab_size=300)
   unseen = "  Unseen: 漢字🙂 ñ\r\n\n  double  spaces \t end"
   for sample in (corpus, unseen):
     ids = tokenizer.encode(sample)
@@ -154,16 +158,16 @@ def test_sentencepiece_round_trips_and_reuses_cached_model(tmp_path):
   assert pathlib.Path(model_path).is_file()
 
   # Training on empty text would fail, so this must load the cached file.
-  cached = text.SentencePieceTokenizer.load_or_train(model_path, "",
-                                                     vocab_size=300)
+  cached = tokenizers.SentencePieceTokenizer.load_or_train(model_path, "",
+                                                           vocab_size=300)
   assert cached.vocab_size == tokenizer.vocab_size == 300
   np.testing.assert_array_equal(cached.encode(unseen), tokenizer.encode(unseen))
 
 
 @pytest.mark.parametrize("vocab_size", [260, 5000])
 def test_sentencepiece_unfit_vocab_size_is_explained(tmp_path, vocab_size):
-  with pytest.raises(ValueError, match="--config.dataset.vocab_size"):
-    text.SentencePieceTokenizer.load_or_train(
+  with pytest.raises(UserError, match="--config.dataset.vocab_size"):
+    tokenizers.SentencePieceTokenizer.load_or_train(
         str(tmp_path / "spm.model"), _small_corpus(0), vocab_size=vocab_size)
   assert not (tmp_path / "spm.model").exists()
 
@@ -225,7 +229,7 @@ def test_prepared_data_needs_no_manual_dir(shakespeare_data_dir, tmp_path):
 
 def test_offline_without_manual_dir_explains_what_to_do(tmp_path, network):
   attempts = network.attempts
-  with pytest.raises(RuntimeError) as error:
+  with pytest.raises(UserError) as error:
     text.load_text(_config(tmp_path / "tfds"), seq_len=SEQ_LEN,
                    workdir=str(tmp_path))
   assert network.attempts > attempts  # It tried to download, and was refused.
@@ -242,7 +246,7 @@ def test_bad_manual_dir_is_explained(tmp_path, name, make_dir):
   if make_dir:
     manual_dir.mkdir()
     (manual_dir / "unrelated.txt").write_text("x")
-  with pytest.raises(FileNotFoundError) as error:
+  with pytest.raises(UserError) as error:
     text.load_text(_config(tmp_path / "tfds", name=name,
                            manual_dir=str(manual_dir)),
                    seq_len=SEQ_LEN, workdir=str(tmp_path))
@@ -254,15 +258,15 @@ def test_bad_manual_dir_is_explained(tmp_path, name, make_dir):
 
 
 def test_unknown_name_and_tokenizer_are_explained(tmp_path):
-  with pytest.raises(ValueError, match="dataset.path"):
+  with pytest.raises(UserError, match="dataset.path"):
     text.load_text(_config(tmp_path, name=""), seq_len=SEQ_LEN,
                    workdir=str(tmp_path))
   (tmp_path / "a.txt").write_text("some text " * 100)
-  with pytest.raises(ValueError, match="'byte' or 'sentencepiece'"):
+  with pytest.raises(UserError, match="'byte' or 'sentencepiece'"):
     text.load_text(_config(tmp_path, path=str(tmp_path / "a.txt"),
                            tokenizer="bpe"),
                    seq_len=SEQ_LEN, workdir=str(tmp_path))
-  with pytest.raises(ValueError, match="lower seq_len"):
+  with pytest.raises(UserError, match="lower seq_len"):
     text.load_text(_config(tmp_path, path=str(tmp_path / "a.txt")),
                    seq_len=5000, workdir=str(tmp_path))
 
@@ -295,7 +299,7 @@ def test_wikitext103_prepares_available_splits_from_manual_dir(
     # WikiText-2 has 60 articles in each of these splits.
     assert builder.info.splits[split].num_examples == 60 <= titles
 
-  with pytest.raises(ValueError, match="wiki.train.raw|manual_dir"):
+  with pytest.raises(UserError, match="wiki.train.raw|manual_dir"):
     text.load_text(
         _config(tmp_path, name="wikitext103", manual_dir=str(wikitext2_dir)),
         seq_len=SEQ_LEN, workdir=str(tmp_path))
@@ -304,7 +308,7 @@ def test_wikitext103_prepares_available_splits_from_manual_dir(
               train_split="validation", eval_split="test"),
       seq_len=SEQ_LEN, workdir=str(tmp_path))
   eval_text = _read(wikitext2_dir / "test.txt")
-  assert text.ByteTokenizer().decode(
+  assert tokenizers.ByteTokenizer().decode(
       _unpack(arrays.eval, arrays.eval_mask)) == eval_text
   assert arrays.eval_num_bytes == len(eval_text.encode()) - 1
 
@@ -314,7 +318,7 @@ def test_wikitext103_manual_dir_without_split_files_fails(tmp_path):
   manual_dir.mkdir()
   (manual_dir / "notes.md").write_text("x")
   builder = wikitext103.Wikitext103(data_dir=tmp_path / "tfds")
-  with pytest.raises(FileNotFoundError, match="wiki.train.raw"):
+  with pytest.raises(UserError, match="wiki.train.raw"):
     prepared.prepare(builder, download_config=tfds.download.DownloadConfig(
         manual_dir=manual_dir, try_download_gcs=False))
 
@@ -329,7 +333,7 @@ def test_user_text_file_is_split_at_eval_fraction(tmp_path):
   config = _config(tmp_path / "tfds", path=str(source), eval_fraction=0.25)
   arrays = text.load_text(config, seq_len=SEQ_LEN, workdir=str(tmp_path))
   cut = int(len(content) * 0.75)
-  decode = text.ByteTokenizer().decode
+  decode = tokenizers.ByteTokenizer().decode
   assert decode(_unpack(arrays.eval, arrays.eval_mask)) == content[cut:]
   train_bytes = bytes(_unpack(arrays.train).astype(np.uint8))
   assert content[:cut].encode().startswith(train_bytes)
@@ -355,7 +359,7 @@ def test_user_text_folder_split_per_file_and_prepared_once(tmp_path,
   ordered = [texts[name] for name in ("b.txt", "c.txt", "sub/a.txt")]
   cuts = [int(len(t) * 0.8) for t in ordered]
   expected_eval = "\n".join(t[c:] for t, c in zip(ordered, cuts))
-  decode = text.ByteTokenizer().decode
+  decode = tokenizers.ByteTokenizer().decode
   assert decode(_unpack(first.eval, first.eval_mask)) == expected_eval
   expected_train = "\n".join(t[:c] for t, c in zip(ordered, cuts))
   train_text = decode(_unpack(first.train))
@@ -373,13 +377,18 @@ def test_user_text_folder_split_per_file_and_prepared_once(tmp_path,
 
 
 def test_user_text_path_errors(tmp_path):
-  with pytest.raises(FileNotFoundError, match="dataset.path"):
+  with pytest.raises(UserError, match="dataset.path"):
     text.load_text(_config(tmp_path, path=str(tmp_path / "missing")),
                    seq_len=SEQ_LEN, workdir=str(tmp_path))
   (tmp_path / "a.txt").write_text("text")
-  with pytest.raises(ValueError, match=r"\[0, 1\)"):
+  with pytest.raises(UserError, match=r"\[0, 1\)"):
     text.load_text(_config(tmp_path, path=str(tmp_path / "a.txt"),
                            eval_fraction=1.0),
+                   seq_len=SEQ_LEN, workdir=str(tmp_path))
+  (tmp_path / "latin1.txt").write_bytes("café\n".encode("latin-1") * 100)
+  with pytest.raises(UserError, match="not valid UTF-8"):
+    text.load_text(_config(tmp_path / "tfds",
+                           path=str(tmp_path / "latin1.txt")),
                    seq_len=SEQ_LEN, workdir=str(tmp_path))
 
 
@@ -388,9 +397,11 @@ def test_load_text_sentencepiece_counts_bytes_and_reuses_tokenizer(tmp_path):
   source.write_text(_small_corpus(1))
   config = _config(tmp_path / "tfds", path=str(source),
                    tokenizer="sentencepiece", vocab_size=300)
-  first = text.load_text(config, seq_len=SEQ_LEN, workdir=str(tmp_path / "w"))
+  workdir = str(tmp_path / "w")
+  first = text.load_text(config, seq_len=SEQ_LEN, workdir=workdir)
   [model_file] = (tmp_path / "w" / "sentencepiece").iterdir()
-  assert model_file.name.endswith("_300.model")
+  assert model_file.name == "text_folder_corpus_train_300.model"
+  assert str(model_file) == tokenizers.sentencepiece_path(config, workdir)
   content = _small_corpus(1)
   eval_text = content[int(len(content) * 0.9):]
   eval_tokens = _unpack(first.eval, first.eval_mask)
@@ -401,6 +412,30 @@ def test_load_text_sentencepiece_counts_bytes_and_reuses_tokenizer(tmp_path):
   assert first.vocab_size == 300
 
   mtime = model_file.stat().st_mtime_ns
-  second = text.load_text(config, seq_len=SEQ_LEN, workdir=str(tmp_path / "w"))
+  second = text.load_text(config, seq_len=SEQ_LEN, workdir=workdir)
   assert model_file.stat().st_mtime_ns == mtime
   np.testing.assert_array_equal(second.train, first.train)
+
+  # What sampling reads back, without the text, is the same tokenizer.
+  source.unlink()
+  saved = tokenizers.load_saved_tokenizer(config, workdir)
+  assert saved.vocab_size == 300
+  np.testing.assert_array_equal(saved.encode(eval_text), eval_tokens)
+
+
+def test_load_saved_tokenizer_explains_a_missing_model(tmp_path):
+  config = _config(tmp_path, name="wikitext103", tokenizer="sentencepiece",
+                   vocab_size=300)
+  assert isinstance(tokenizers.load_saved_tokenizer(
+      _config(tmp_path), str(tmp_path)), tokenizers.ByteTokenizer)
+  other = tmp_path / "sentencepiece" / "wikitext103_train_8192.model"
+  other.parent.mkdir()
+  other.write_bytes(b"")
+  with pytest.raises(UserError) as error:
+    tokenizers.load_saved_tokenizer(config, str(tmp_path))
+  for part in ("wikitext103_train_300.model", other.name,
+               "Rerun the training command"):
+    assert part in str(error.value)
+  with pytest.raises(UserError, match="'byte' or 'sentencepiece'"):
+    tokenizers.load_saved_tokenizer(_config(tmp_path, tokenizer="bpe"),
+                                    str(tmp_path))

@@ -83,6 +83,28 @@ def test_stats_match_numpy():
       assert stats[f"{name}/{label}_offdiag"] == pytest.approx(off, abs=1e-5)
 
 
+
+def test_summary_is_layer_stats_of_the_products_and_their_means():
+  """One implementation: what the trainer logs (`attention_summary`) is
+  `layer_stats` of `attention_products` (what pictures' summary.json holds)
+  and `mean_over_layers` of those."""
+  params = mimetic.mimetic_params(jax.random.key(1), init(TwoLayers()))
+  products = diagnostics.attention_products(params)
+  per_layer = {name: diagnostics.layer_stats(p["qk"], p["vo"])
+               for name, p in products.items()}
+  summary = diagnostics.attention_summary(params)
+  assert len(summary) == 4 * len(per_layer) + 4
+  for name, stats in per_layer.items():
+    assert tuple(stats) == diagnostics.STAT_NAMES
+    for stat, value in stats.items():
+      assert summary[f"{name}/{stat}"] == pytest.approx(value, abs=1e-6)
+  means = diagnostics.mean_over_layers(per_layer.values())
+  for stat in diagnostics.STAT_NAMES:
+    assert means[stat] == pytest.approx(
+        np.mean([stats[stat] for stats in per_layer.values()]))
+    assert summary[f"attn_{stat}"] == pytest.approx(means[stat], abs=1e-6)
+  assert diagnostics.mean_over_layers([]) == {}
+
 def test_scan_stacked_layers_are_split_per_layer():
   layers = 3
   params = init(ScannedModel(layers))

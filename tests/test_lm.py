@@ -21,9 +21,12 @@ import pytest
 
 from configs import tiny_shakespeare
 from configs import wikitext103
+from mimetic_jax import config as config_lib
+from mimetic_jax import data
 from mimetic_jax import sampling
 from mimetic_jax import tasks
-from mimetic_jax import train
+from mimetic_jax.errors import UserError
+from mimetic_jax.models.init import parse_strength
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -167,15 +170,15 @@ def test_mimetic_variants_are_config_overrides():
   assert tuple(config.mimetic.qk) == (0.7, 0.7)
   assert tuple(config.mimetic.vo) == (0.4, -0.4)
   config.mimetic.vo = None  # QK-only, as --config.mimetic.vo=None does.
-  train.validate_config(config)
-  assert train.parse_strength(config.mimetic.vo, "mimetic.vo") is None
+  config_lib.validate(config)
+  assert parse_strength(config.mimetic.vo, "mimetic.vo") is None
   config.mimetic.qk = None  # VO-only, VO-positive.
   config.mimetic.vo = (0.05, 0.05)
-  train.validate_config(config)
-  assert train.parse_strength(config.mimetic.vo, "mimetic.vo") == (0.05, 0.05)
+  config_lib.validate(config)
+  assert parse_strength(config.mimetic.vo, "mimetic.vo") == (0.05, 0.05)
   config.mimetic.vo = None  # Neither: a mistake, not a silent no-op.
-  with pytest.raises(train.ConfigError, match="changes nothing"):
-    train.validate_config(config)
+  with pytest.raises(UserError, match="changes nothing"):
+    config_lib.validate(config)
 
 
 # ------------------------------------------------------------ tokens/byte ---
@@ -183,19 +186,17 @@ def test_mimetic_variants_are_config_overrides():
 
 def test_tokens_per_byte_is_one_for_bytes_and_exact_otherwise():
   windows = np.arange(40, dtype=np.int32).reshape(4, 10) % 8
-  assert tasks.tokens_per_byte(windows, np.ones(256, np.int32)) == 1.0
+  assert data.tokens_per_byte(windows, np.ones(256, np.int32)) == 1.0
   num_bytes = np.array([1, 2, 3, 0, 1, 1, 4, 2], np.int32)
   expected = windows[:, 1:].size / num_bytes[windows[:, 1:]].sum()
-  assert tasks.tokens_per_byte(windows, num_bytes) == pytest.approx(expected)
+  assert data.tokens_per_byte(windows, num_bytes) == pytest.approx(expected)
   with pytest.raises(ValueError, match="no bytes"):
-    tasks.tokens_per_byte(windows, np.zeros(8, np.int32))
+    data.tokens_per_byte(windows, np.zeros(8, np.int32))
 
 
 def test_items_per_example_counts_targets():
-  task = tasks.LanguageModelling(ml_collections.ConfigDict({"seq_len": 32}))
-  data = tasks.Data(train={"tokens": np.zeros((5, 33), np.int32)}, eval={},
-                    info={})
-  assert task.items_per_example(data) == 32
+  config = ml_collections.ConfigDict({"task": "lm", "seq_len": 32})
+  assert tasks.items_per_example(config) == 32
 
 
 # ------------------------------------------------------------ generate ---
@@ -268,10 +269,9 @@ def test_generate_rejects_bad_arguments():
 
 
 def test_load_run_explains_missing_workdir_and_checkpoint(tmp_path):
-  with pytest.raises(FileNotFoundError, match="main.py"):
+  with pytest.raises(UserError, match="main.py"):
     sampling.load_run(str(tmp_path))
   config = tiny_shakespeare.get_config("smoke")
   (tmp_path / "config.json").write_text(config.to_json_best_effort())
-  with pytest.raises(FileNotFoundError,
-                     match="No finalized checkpoint.*main.py"):
+  with pytest.raises(UserError, match="No finalized checkpoint.*main.py"):
     sampling.load_run(str(tmp_path))

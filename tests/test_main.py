@@ -87,10 +87,12 @@ def test_run_trains_evaluates_logs_and_checkpoints(finished_run):
   for line in progress:
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d step ", line), line
   records = _records(workdir)
-  # The first record has the compile time; train records the throughput,
-  # also per device (8 here).
-  assert set(records[0]) == {"step", "compile_seconds"}
+  # The first record has the compile time and the step budget (96 training
+  # images / 16 per step); train records the throughput, also per device (8).
+  assert set(records[0]) == {"step", "compile_seconds", "total_steps",
+                             "steps_per_epoch"}
   assert records[0]["compile_seconds"] > 0
+  assert (records[0]["total_steps"], records[0]["steps_per_epoch"]) == (16, 6)
   rates = [r for r in records if "items_per_second" in r]
   assert rates and all(r["items_per_second_per_device"] == pytest.approx(
       r["items_per_second"] / 8) for r in rates)

@@ -1,5 +1,6 @@
-"""Weight and attention pictures (`pictures.py`) from a fresh init and from a
-trainer checkpoint, on a generated image and on a real CIFAR-10 image."""
+"""Weight and attention pictures (`mimetic_jax.pictures`) from a fresh init
+and from a trainer checkpoint, on a generated image and on a real CIFAR-10
+image."""
 
 import json
 import pathlib
@@ -18,10 +19,14 @@ import pytest
 from configs import cifar10
 from mimetic_jax import checkpointing
 from mimetic_jax import diagnostics
-from mimetic_jax import pictures
 from mimetic_jax import steps
 from mimetic_jax import tasks
+from mimetic_jax.errors import UserError
 from mimetic_jax.models import initialize
+from mimetic_jax.pictures import attention_maps
+from mimetic_jax.pictures import figures
+from mimetic_jax.pictures import make
+from mimetic_jax.pictures import sources
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CELL = 48  # Pixels per panel: small PNGs, quick to draw.
@@ -55,13 +60,13 @@ def image_path(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def image(image_path) -> np.ndarray:
-  return pictures.load_image(str(image_path), SIZE)
+  return attention_maps.load_image(str(image_path), SIZE)
 
 
 @pytest.fixture(scope="module")
 def fresh():
   config = smoke_config()
-  return {init: pictures.fresh_source(config, init=init)
+  return {init: sources.fresh_source(config, init=init)
           for init in ("mimetic", "default")}
 
 
@@ -71,8 +76,8 @@ def test_load_image_crops_resizes_and_scales(image):
 
 
 def test_fresh_init_pictures(fresh, image, tmp_path):
-  written = pictures.make_pictures(fresh["mimetic"], str(tmp_path),
-                                   image=image, cell_px=CELL)
+  written = make.make_pictures(fresh["mimetic"], str(tmp_path),
+                               image=image, cell_px=CELL)
   assert set(written) == {"qk", "vo", "products", "attention", "summary"}
   assert png_size(tmp_path / "qk.png") == (HEADS * CELL, DEPTH * CELL)
   assert png_size(tmp_path / "vo.png") == (CELL, DEPTH * CELL)
@@ -99,15 +104,15 @@ def test_fresh_init_pictures(fresh, image, tmp_path):
   attention = summary["attention"]
   assert attention["grid"] == list(GRID)
   assert len(attention["layers"]) == DEPTH
-  maps = pictures.patch_attention(fresh["mimetic"], image)
+  maps = attention_maps.patch_attention(fresh["mimetic"], image)
   for layer, m in zip(attention["layers"], maps):
     assert layer["class_token_self"] == pytest.approx(
         float(m.class_token_self.mean()), abs=1e-6)
 
 
 def test_default_init_has_no_diagonal(fresh, tmp_path):
-  written = pictures.make_pictures(fresh["default"], str(tmp_path),
-                                   cell_px=CELL, log=lambda _: None)
+  written = make.make_pictures(fresh["default"], str(tmp_path),
+                               cell_px=CELL, log=lambda _: None)
   assert "attention" not in written  # No image given.
   mean = json.loads((tmp_path / "summary.json").read_text())["mean"]
   assert abs(mean["qk_diag"]) < 0.05 and abs(mean["vo_diag"]) < 0.1
@@ -115,18 +120,18 @@ def test_default_init_has_no_diagonal(fresh, tmp_path):
 
 def test_per_head_attention_and_full_products(fresh, image, tmp_path):
   source = fresh["mimetic"]
-  maps = pictures.patch_attention(source, image)
-  path = pictures.plot_attention(image, maps[:1], str(tmp_path / "a.png"),
-                                 per_head=True, query=0, cell_px=CELL)
+  maps = attention_maps.patch_attention(source, image)
+  path = figures.plot_attention(image, maps[:1], str(tmp_path / "a.png"),
+                                per_head=True, query=0, cell_px=CELL)
   assert png_size(path) == ((1 + 2 * HEADS) * CELL, CELL)
   products = diagnostics.attention_products(source.params)
-  path = pictures.plot_products(products, str(tmp_path / "p.png"), crop=None,
-                                cell_px=CELL, vmax_quantile=1.0, title="t")
+  path = figures.plot_products(products, str(tmp_path / "p.png"), crop=None,
+                               cell_px=CELL, vmax_quantile=1.0, title="t")
   assert png_size(path) == ((HEADS + 1) * CELL, DEPTH * CELL)
   patches = GRID[0] * GRID[1]
-  with pytest.raises(pictures.PicturesError, match=f"query={patches}"):
-    pictures.plot_attention(image, maps, str(tmp_path / "b.png"),
-                            query=patches)
+  with pytest.raises(UserError, match=f"query={patches}"):
+    figures.plot_attention(image, maps, str(tmp_path / "b.png"),
+                           query=patches)
 
 
 def test_attention_weights_match_an_independent_computation(fresh, image):
@@ -134,7 +139,8 @@ def test_attention_weights_match_an_independent_computation(fresh, image):
   from the block's LayerNorm output and query/key params."""
   source = fresh["mimetic"]
   inputs = jnp.asarray(image)[None]
-  weights = pictures.attention_weights(source.model, source.params, inputs)
+  weights = attention_maps.attention_weights(source.model, source.params,
+                                             inputs)
   assert list(weights) == [f"encoderblock_{i}/attention" for i in range(DEPTH)]
   tokens = 1 + GRID[0] * GRID[1]  # Class token + patches.
   _, state = source.model.apply(
@@ -160,11 +166,12 @@ def test_attention_weights_match_an_independent_computation(fresh, image):
 def test_mimetic_attention_is_local_default_is_not(fresh, image):
   """The paper's point: with W_q W_k^T ~ I the position embeddings make
   attention at init local; the default init attends almost uniformly."""
-  uniform = pictures.uniform_distance(GRID)
-  mimetic_maps = pictures.patch_attention(fresh["mimetic"], image)
-  default_maps = pictures.patch_attention(fresh["default"], image)
-  assert pictures.mean_attention_distance(mimetic_maps[0]) < 0.85 * uniform
-  assert pictures.mean_attention_distance(default_maps[0]) > 0.95 * uniform
+  uniform = attention_maps.uniform_distance(GRID)
+  mimetic_maps = attention_maps.patch_attention(fresh["mimetic"], image)
+  default_maps = attention_maps.patch_attention(fresh["default"], image)
+  distance = attention_maps.mean_attention_distance
+  assert distance(mimetic_maps[0]) < 0.85 * uniform
+  assert distance(default_maps[0]) > 0.95 * uniform
 
 
 @pytest.mark.slow
@@ -175,8 +182,8 @@ def test_mimetic_class_token_attends_to_itself_after_the_first_layer(image):
   itself: it stops reading the patches. Default init does not do this."""
   config = cifar10.get_config("cpu")
   config.model.depth = 3
-  maps = {init: pictures.patch_attention(
-      pictures.fresh_source(config, init=init), image)
+  maps = {init: attention_maps.patch_attention(
+      sources.fresh_source(config, init=init), image)
           for init in ("mimetic", "default")}
   patches = maps["default"][0].weights.shape[-1]
   np.testing.assert_allclose(maps["mimetic"][0].class_token_self,
@@ -187,7 +194,7 @@ def test_mimetic_class_token_attends_to_itself_after_the_first_layer(image):
     assert m.class_token_self.min() > 0.8
   gap = smoke_config()
   gap.model.pool = "gap"
-  gap_maps = pictures.patch_attention(pictures.fresh_source(gap), image)
+  gap_maps = attention_maps.patch_attention(sources.fresh_source(gap), image)
   assert all(m.class_token_self is None for m in gap_maps)
 
 
@@ -195,15 +202,16 @@ def test_mimetic_class_token_attends_to_itself_after_the_first_layer(image):
 def test_attention_maps_see_the_trainers_value_range(image):
   config = smoke_config()
   config.dataset.value_range = (-1.0, 1.0)
-  source = pictures.fresh_source(config, init="mimetic")
-  maps = pictures.patch_attention(source, image)
-  weights = pictures.attention_weights(
+  source = sources.fresh_source(config, init="mimetic")
+  maps = attention_maps.patch_attention(source, image)
+  weights = attention_maps.attention_weights(
       source.model, source.params, jnp.asarray(image)[None] * 2.0 - 1.0)
   for m, w in zip(maps, weights.values()):
     np.testing.assert_allclose(m.weights, np.asarray(w)[0, :, 1:, 1:],
                                atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fresh_source_matches_the_trainers_step_zero(fresh):
   """Same seed, same params as `train.py`'s init, bar its classification
   head (up to float rounding: jitted versus eager SVDs)."""
@@ -259,20 +267,20 @@ def workdir(tmp_path_factory):
 def test_workdir_source_restores_params_only(workdir):
   root, saved = workdir
   assert checkpointing.checkpoint_steps(str(root)) == [3, 7]
-  source = pictures.workdir_source(str(root))
+  source = sources.workdir_source(str(root))
   assert source.step == 7 and source.model.num_classes == 3
   jax.tree.map(np.testing.assert_array_equal, source.params, saved[7])
   leaf = jax.tree.leaves(source.params)[0]
   assert len(leaf.sharding.device_set) == 1
-  earlier = pictures.workdir_source(str(root), step=3)
+  earlier = sources.workdir_source(str(root), step=3)
   jax.tree.map(np.testing.assert_array_equal, earlier.params, saved[3])
 
 
 def test_checkpoint_pictures(workdir, image, tmp_path):
   root, _ = workdir
-  source = pictures.workdir_source(str(root))
-  pictures.make_pictures(source, str(tmp_path), image=image, cell_px=CELL,
-                         attention_layers=1)
+  source = sources.workdir_source(str(root))
+  make.make_pictures(source, str(tmp_path), image=image, cell_px=CELL,
+                     attention_layers=1)
   assert png_size(tmp_path / "products.png") == ((HEADS + 1) * CELL,
                                                  DEPTH * CELL)
   assert png_size(tmp_path / "attention.png") == (3 * CELL, CELL)
@@ -282,23 +290,23 @@ def test_checkpoint_pictures(workdir, image, tmp_path):
 
 
 def test_workdir_errors(workdir, tmp_path):
-  with pytest.raises(FileNotFoundError, match="is not a trainer workdir"):
-    pictures.workdir_source(str(tmp_path))
+  with pytest.raises(UserError, match="is not a trainer workdir"):
+    sources.workdir_source(str(tmp_path))
   (tmp_path / "config.json").write_text(
       smoke_config().to_json_best_effort())
-  with pytest.raises(FileNotFoundError, match="No finalized checkpoint"):
-    pictures.workdir_source(str(tmp_path))
+  with pytest.raises(UserError, match="No finalized checkpoint"):
+    sources.workdir_source(str(tmp_path))
   root, _ = workdir
-  with pytest.raises(FileNotFoundError,
+  with pytest.raises(UserError,
                      match=r"finalized steps there are \[3, 7\]"):
-    pictures.workdir_source(str(root), step=5)
+    sources.workdir_source(str(root), step=5)
 
 
 def test_bad_image_is_a_clear_error(tmp_path):
   path = tmp_path / "not_an_image.png"
   path.write_text("hello")
-  with pytest.raises(pictures.PicturesError, match="Cannot read the image"):
-    pictures.load_image(str(path), 32)
+  with pytest.raises(UserError, match="Cannot read the image"):
+    attention_maps.load_image(str(path), 32)
 
 
 def test_real_cifar10_image(cifar10_archive, fresh, tmp_path):
@@ -308,9 +316,9 @@ def test_real_cifar10_image(cifar10_archive, fresh, tmp_path):
                   and m.name.endswith(".jpg"))
     path = tmp_path / pathlib.Path(member.name).name
     path.write_bytes(archive.extractfile(member).read())
-  image = pictures.load_image(str(path), SIZE)
-  pictures.make_pictures(fresh["mimetic"], str(tmp_path / "out"), image=image,
-                         image_path=str(path), cell_px=CELL)
+  image = attention_maps.load_image(str(path), SIZE)
+  make.make_pictures(fresh["mimetic"], str(tmp_path / "out"), image=image,
+                     image_path=str(path), cell_px=CELL)
   assert png_size(tmp_path / "out" / "attention.png") == (
       3 * CELL, min(4, DEPTH) * CELL)
   summary = json.loads((tmp_path / "out" / "summary.json").read_text())

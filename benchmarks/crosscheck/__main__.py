@@ -42,7 +42,9 @@ from ml_collections import config_flags
 
 from benchmarks.crosscheck import report
 from mimetic_jax import cli
-from mimetic_jax import compare
+from mimetic_jax.compare import options
+from mimetic_jax.compare import workdirs
+from mimetic_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Image config with optional preset, as for main.py: "
@@ -57,10 +59,6 @@ _GRAD_NORM_STEPS = flags.DEFINE_integer(
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rebuild "
                                  "results.md and the plots from DIR.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-class CrosscheckError(ValueError):
-  """A command that cannot run; the message says how to fix it."""
 
 
 def _check_config(config, runs: Sequence[str]) -> None:
@@ -81,7 +79,7 @@ def _check_config(config, runs: Sequence[str]) -> None:
   if config.mimetic.distribution != "normal" and "timm_mimetic" in runs:
     problems.append("mimetic.distribution must be 'normal' for timm_mimetic")
   if problems:
-    raise CrosscheckError("; ".join(problems) + ".")
+    raise UserError("; ".join(problems) + ".")
 
 
 def _seed_records(workdir: pathlib.Path) -> list[dict]:
@@ -108,7 +106,7 @@ def _run_seed(config, seed: int, runs: Sequence[str], workdir: pathlib.Path,
                         workdir=str(workdir))
   steps_per_epoch = data.num_train // config.batch_size
   if not steps_per_epoch:
-    raise CrosscheckError(
+    raise UserError(
         f"{data.num_train} training examples do not fill one batch of "
         f"{config.batch_size}; lower --config.batch_size.")
   total_steps, _ = trainer.step_budget(config, steps_per_epoch)
@@ -173,8 +171,8 @@ def _parse_runs(text: str) -> list[str]:
   runs = [r for r in text.split(",") if r]
   unknown = [r for r in runs if r not in report.RUNS]
   if unknown or not runs:
-    raise CrosscheckError(f"--runs={text!r}: use a comma-separated subset "
-                          f"of {', '.join(report.RUNS)}.")
+    raise UserError(f"--runs={text!r}: use a comma-separated subset "
+                    f"of {', '.join(report.RUNS)}.")
   return runs
 
 
@@ -184,11 +182,11 @@ def _open_workdir(workdir: pathlib.Path, config, meta: dict) -> None:
   path = workdir / "crosscheck.json"
   if path.exists():
     recorded = json.loads(path.read_text())["config"]
-    diffs = compare.config_differences(recorded, meta["config"], ignore=())
+    diffs = workdirs.config_differences(recorded, meta["config"], ignore=())
     if diffs:
-      raise CrosscheckError(
+      raise UserError(
           f"{workdir} holds a cross-check made with another config:\n"
-          + compare.format_differences(diffs, ("recorded", "this command"))
+          + workdirs.format_differences(diffs, ("recorded", "this command"))
           + "\nUse a new --workdir, or the recorded settings.")
     return
   workdir.mkdir(parents=True, exist_ok=True)
@@ -202,30 +200,28 @@ def main(argv: Sequence[str]) -> None:
   from mimetic_jax.data import hide_accelerators_from_tensorflow  # pylint: disable=g-import-not-at-top
   hide_accelerators_from_tensorflow()
   workdir = pathlib.Path(_WORKDIR.value)
-  try:
-    config = _CONFIG.value
-    seeds = compare.parse_seeds(_SEEDS.value)
-    runs = _parse_runs(_RUNS.value)
-    overrides = compare.config_overrides(sys.argv[1:])
-    if "dataset.max_eval_examples" not in compare.overridden_keys(overrides):
-      config.dataset.max_eval_examples = 0  # The full eval split.
-    _check_config(config, runs)
-    meta = {"config_arg": config_flags.get_config_filename(
-                flags.FLAGS["config"]),
-            "overrides": overrides,
-            "command": "python -m benchmarks.crosscheck " + " ".join(
-                shlex.quote(a) for a in sys.argv[1:]),
-            "config": json.loads(config.to_json_best_effort())}
-    _open_workdir(workdir, config, meta)
-    meta = json.loads((workdir / "crosscheck.json").read_text())
-    for seed in [] if _REPORT_ONLY.value else seeds:
-      _run_seed(config, seed, runs, workdir, _GRAD_NORM_STEPS.value)
-      _write_report(workdir, meta, _GRAD_NORM_STEPS.value)  # As runs land.
-    if _REPORT_ONLY.value:
-      _write_report(workdir, meta, _GRAD_NORM_STEPS.value)
-  except (CrosscheckError, compare.CompareError) as e:
-    sys.exit(f"Error: {e}")
+  config = _CONFIG.value
+  seeds = options.parse_seeds(_SEEDS.value)
+  runs = _parse_runs(_RUNS.value)
+  overrides = options.override_args(flags.FLAGS, "config")
+  if "dataset.max_eval_examples" not in config_flags.get_override_values(
+      flags.FLAGS["config"]):
+    config.dataset.max_eval_examples = 0  # The full eval split.
+  _check_config(config, runs)
+  meta = {"config_arg": config_flags.get_config_filename(
+              flags.FLAGS["config"]),
+          "overrides": overrides,
+          "command": "python -m benchmarks.crosscheck " + " ".join(
+              shlex.quote(a) for a in sys.argv[1:]),
+          "config": json.loads(config.to_json_best_effort())}
+  _open_workdir(workdir, config, meta)
+  meta = json.loads((workdir / "crosscheck.json").read_text())
+  for seed in [] if _REPORT_ONLY.value else seeds:
+    _run_seed(config, seed, runs, workdir, _GRAD_NORM_STEPS.value)
+    _write_report(workdir, meta, _GRAD_NORM_STEPS.value)  # As runs land.
+  if _REPORT_ONLY.value:
+    _write_report(workdir, meta, _GRAD_NORM_STEPS.value)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -49,6 +49,7 @@ from collections.abc import Iterator, Mapping
 import tensorflow_datasets as tfds
 
 from mimetic_jax.data import prepared
+from mimetic_jax.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
@@ -131,10 +132,10 @@ def _wrapping_folder(images: list[_Parts]) -> str:
 
 def _check_split_names(source: pathlib.Path, splits: list[str]) -> None:
   if not splits:
-    raise ValueError(f"No split folders found in {source}: {_LAYOUT_HINT}.")
+    raise UserError(f"No split folders found in {source}: {_LAYOUT_HINT}.")
   for split in splits:
     if not _SPLIT_NAME_RE.fullmatch(split):
-      raise ValueError(
+      raise UserError(
           f"Split folder {split!r} in {source} is not a valid tfds split "
           "name; rename it using only letters, digits and '_'.")
 
@@ -145,7 +146,7 @@ def _check_same_classes(
   missing = {split: sorted(all_classes - names)
              for split, names in classes.items() if names != all_classes}
   if missing:
-    raise ValueError(
+    raise UserError(
         f"Splits of {source} have different class folders; every split needs "
         f"the same classes. Missing per split: {missing}.")
 
@@ -160,18 +161,17 @@ def scan_layout(source: pathlib.Path) -> SourceLayout:
     The source's layout.
 
   Raises:
-    FileNotFoundError: `source` does not exist.
-    ValueError: `source` is neither a directory nor an archive, or does not
-      follow the layout (no split folders, a split without class folders, a
-      class folder without images, an image outside a class folder, class
-      folders differing between splits).
+    UserError: `source` does not exist, is neither a directory nor an
+      archive, or does not follow the layout (no split folders, a split
+      without class folders, a class folder without images, an image outside
+      a class folder, class folders differing between splits).
   """
   if not source.exists():
-    raise FileNotFoundError(
+    raise UserError(
         f"Image source {source} does not exist; give a folder or "
         f".tar.gz/.tgz/.tar archive with {_LAYOUT_HINT}.")
   if not (source.is_dir() or (source.is_file() and is_archive(source))):
-    raise ValueError(
+    raise UserError(
         f"Image source {source} is neither a folder nor a "
         f"{'/'.join(ARCHIVE_SUFFIXES)} archive.")
   dirs, images = _list_dirs_and_images(source)
@@ -181,7 +181,7 @@ def scan_layout(source: pathlib.Path) -> SourceLayout:
     images = [parts[1:] for parts in images]
   for parts in images:
     if len(parts) != 3:
-      raise ValueError(
+      raise UserError(
           f"Image {'/'.join(parts)} in {source} is not in a <split>/<class>/ "
           f"folder; {_LAYOUT_HINT}.")
 
@@ -197,12 +197,12 @@ def scan_layout(source: pathlib.Path) -> SourceLayout:
         (f"{split}/{class_name}/{file_name}", class_name))
   for split in splits:
     if not classes[split]:
-      raise ValueError(
+      raise UserError(
           f"Split folder {split!r} in {source} has no class folders; "
           f"{_LAYOUT_HINT}.")
     empty = sorted(classes[split] - {name for _, name in split_images[split]})
     if empty:
-      raise ValueError(
+      raise UserError(
           f"Class folders without .jpg/.jpeg/.png images in split {split!r} "
           f"of {source}: {empty}.")
   _check_same_classes(source, classes)
@@ -257,9 +257,12 @@ def builder_for_source(
     return ImageFolder(config=config, data_dir=data_dir)
 
 
-def _check_image_bytes(data: bytes, file_name: str) -> None:
+def _check_image_bytes(data: bytes, source: pathlib.Path,
+                       file_name: str) -> None:
   if not data.startswith((_JPEG_MAGIC, _PNG_MAGIC)):
-    raise ValueError(f"{file_name} is not a JPEG or PNG file.")
+    raise UserError(
+        f"{file_name} in {source} is not a JPEG or PNG file (whatever its "
+        "extension says); convert or remove it.")
 
 
 def _read_archive_images(
@@ -322,7 +325,7 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     read = _read_archive_images if is_archive(source) else _read_folder_images
     num_read = 0
     for file_name, data in read(source, self.layout.root, set(labels)):
-      _check_image_bytes(data, file_name)
+      _check_image_bytes(data, source, file_name)
       num_read += 1
       yield file_name, {
           "image": data,  # Stored as is: no decoding or re-encoding.
@@ -330,6 +333,7 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
           "file_name": file_name,
       }
     if num_read != len(labels):
-      raise RuntimeError(
+      raise UserError(
           f"Read {num_read} of the {len(labels)} {split!r} images listed in "
-          f"{source}; did it change during ingestion?")
+          f"{source}; did it change during ingestion? Ingest it again once "
+          "it no longer changes.")

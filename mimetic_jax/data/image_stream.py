@@ -1,9 +1,9 @@
 """Streamed image classification batches (ImageNet-size data), with tf.data.
 
-Reads the array_record data that `images.get_builder` prepares, through
+Reads the array_record data that `image_source.get_builder` prepares, through
 `tfds.data_source`, and decodes, crops and flips on the host with tf.data
 (so this path, unlike `images.load_arrays`, needs TensorFlow). Keys of
-`dataset_config` are those of `images`.
+`dataset_config` are those of `image_source`.
 """
 
 from collections.abc import Iterator
@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mimetic_jax.data import hide_accelerators_from_tensorflow
-from mimetic_jax.data import images
+from mimetic_jax.data import image_source
 from mimetic_jax.data import prepared
 
 _EVAL_CROP_FRACTION = 0.875  # Eval: resize shorter side to S / 0.875, crop S.
@@ -35,16 +35,16 @@ def _resize(image: tf.Tensor, height_width) -> tf.Tensor:
   return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
-def _encoded_examples(source, *, train: bool, seed: int) -> tf.data.Dataset:
-  """`{'image': encoded bytes, 'label'}` from a data source, in file order
-  (eval, one pass) or in a fresh permutation every epoch (train, endless,
-  deterministic given `seed`)."""
-  num_examples = len(source)
+def _encoded_examples(source, indices: np.ndarray, *, train: bool,
+                      seed: int) -> tf.data.Dataset:
+  """`{'image': encoded bytes, 'label'}` of `source[i]` for `i` in `indices`,
+  in that order (eval, one pass) or in a fresh permutation of them every
+  epoch (train, endless, deterministic given `seed`)."""
 
   def generate():
     for epoch in (range(np.iinfo(np.int64).max) if train else [0]):
-      order = (np.random.default_rng([seed, epoch]).permutation(num_examples)
-               if train else range(num_examples))
+      order = (indices[np.random.default_rng([seed, epoch]).permutation(
+          len(indices))] if train else indices)
       for index in order:
         example = source[int(index)]
         yield {"image": example["image"], "label": example["label"]}
@@ -147,7 +147,7 @@ def make_streaming_iterator(
   each example of the split is scored exactly once.
 
   Args:
-    dataset_config: see the module docstring.
+    dataset_config: see `image_source`.
     split: split name, e.g. 'train' or 'validation'.
     local_batch_size: examples per batch on this process.
     image_size: output side S.
@@ -162,25 +162,26 @@ def make_streaming_iterator(
     'mask' bool (B,) (True = real example), B = `local_batch_size`.
 
   Raises:
-    See `images.get_builder`; ValueError for an unknown split name.
+    UserError: see `image_source.get_builder`; an unknown split name.
   """
   hide_accelerators_from_tensorflow()
-  builder = images.get_builder(dataset_config)
+  builder = image_source.get_builder(dataset_config)
   max_examples = (dataset_config.max_train_examples if train
                   else dataset_config.max_eval_examples)
-  full_split = images.split_expression(builder, split, max_examples)
+  full_split = image_source.split_expression(builder, split, max_examples)
   source = prepared.data_source(
-      builder, images.process_shard(full_split, process_index, process_count),
-      decoders={"image": tfds.decode.SkipDecoding()})
-  ds = _encoded_examples(source, train=train, seed=seed)
+      builder, full_split, decoders={"image": tfds.decode.SkipDecoding()})
+  indices = image_source.process_indices(
+      builder, full_split, process_index=process_index,
+      process_count=process_count)
+  ds = _encoded_examples(source, indices, train=train, seed=seed)
   if train:
     ds = _train_dataset(ds, batch_size=local_batch_size,
                         image_size=image_size, seed=seed)
   else:
-    largest_shard = math.ceil(
-        builder.info.splits[full_split].num_examples / process_count)
+    largest_shard = math.ceil(len(source) / process_count)
     ds = _eval_dataset(
         ds, batch_size=local_batch_size, image_size=image_size,
-        num_examples=len(source),
+        num_examples=len(indices),
         num_batches=math.ceil(largest_shard / local_batch_size))
   return iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))

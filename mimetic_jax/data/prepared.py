@@ -6,6 +6,7 @@ array_record, which `tfds.data_source` reads with random access and without
 TensorFlow, so training on prepared data works where TensorFlow is absent.
 """
 
+from collections.abc import Sequence
 import contextlib
 import logging
 import sys
@@ -13,12 +14,9 @@ import sys
 import tensorflow_datasets as tfds
 
 from mimetic_jax.data import hide_accelerators_from_tensorflow
+from mimetic_jax.errors import UserError
 
 FILE_FORMAT = "array_record"
-
-
-class DatasetUnavailableError(RuntimeError):
-  """The data is not prepared in `data_dir` and cannot be made available."""
 
 
 def prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
@@ -26,13 +24,12 @@ def prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
   checking that TensorFlow (which tfds prepares with) can be imported.
 
   Raises:
-    DatasetUnavailableError: TensorFlow is missing; the message says what to
-      do instead.
+    UserError: TensorFlow is missing; the message says what to do instead.
   """
   try:
     import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
-    raise DatasetUnavailableError(
+    raise UserError(
         f"{builder.name} is not prepared in {builder.data_dir_root}, and "
         f"preparing a dataset needs TensorFlow, which cannot be imported "
         f"here ({e}). Install it (`pip install tensorflow-cpu`), or prepare "
@@ -73,12 +70,12 @@ def data_source(builder: tfds.core.DatasetBuilder,
   prepared examples (a sequence of dicts of numpy values / bytes), no TF.
 
   Raises:
-    DatasetUnavailableError: the data was prepared in another format (e.g.
-      tfrecord, by an older version or another program).
+    UserError: the data was prepared in another format (e.g. tfrecord, by an
+      older version or another program).
   """
   file_format = builder.info.file_format
   if file_format != tfds.core.FileFormat.ARRAY_RECORD:
-    raise DatasetUnavailableError(
+    raise UserError(
         f"{builder.info.full_name} in {builder.data_dir} was prepared as "
         f"{getattr(file_format, 'value', file_format)}, but training reads "
         "prepared data through tfds.data_source, which needs array_record. "
@@ -90,7 +87,10 @@ def data_source(builder: tfds.core.DatasetBuilder,
 
 
 def read_all(builder: tfds.core.DatasetBuilder, split: tfds.typing.SplitArg,
-             **kwargs) -> list[dict]:
-  """Every example of `split`, in the prepared order (see `data_source`)."""
+             *, indices: Sequence[int] | None = None, **kwargs) -> list[dict]:
+  """Every example of `split` in the prepared order (see `data_source`),
+  or only those at `indices` (positions in `split`), in that order."""
   source = data_source(builder, split, **kwargs)
-  return source.__getitems__(list(range(len(source))))
+  if indices is None:
+    indices = range(len(source))
+  return source.__getitems__([int(i) for i in indices])

@@ -22,6 +22,8 @@ import re
 
 import tensorflow_datasets as tfds
 
+from mimetic_jax.errors import UserError
+
 SUFFIX = ".txt"
 
 
@@ -29,14 +31,14 @@ def list_text_files(path: str | pathlib.Path) -> list[pathlib.Path]:
   """The `.txt` file `path`, or the `.txt` files under folder `path`, sorted.
 
   Raises:
-    FileNotFoundError: `path` does not exist or holds no `.txt` file.
+    UserError: `path` does not exist or holds no `.txt` file.
   """
   path = pathlib.Path(path).expanduser().resolve()
   if path.is_file():
     return [path]
   files = sorted(p for p in path.rglob(f"*{SUFFIX}") if p.is_file())
   if not files:
-    raise FileNotFoundError(
+    raise UserError(
         f"dataset.path={path} is neither a file nor a folder holding "
         f"'{SUFFIX}' files (searched recursively). Point --config.dataset.path "
         f"at a UTF-8 text file or at a folder of '{SUFFIX}' files.")
@@ -52,12 +54,12 @@ def read_text(path: pathlib.Path) -> str:
   """The file's exact contents as `str` (UTF-8, no newline translation).
 
   Raises:
-    ValueError: the file is not valid UTF-8.
+    UserError: the file is not valid UTF-8.
   """
   try:
     return path.read_bytes().decode("utf-8")
   except UnicodeDecodeError as e:
-    raise ValueError(
+    raise UserError(
         f"{path} is not valid UTF-8 ({e}). Convert it, e.g. with "
         f"`iconv -f LATIN1 -t UTF-8`, or leave it out of dataset.path.") from e
 
@@ -95,11 +97,10 @@ def make_config(path: str | pathlib.Path,
   """The config for `path` split at `eval_fraction`.
 
   Raises:
-    ValueError: `eval_fraction` is outside [0, 1).
-    FileNotFoundError: see `list_text_files`.
+    UserError: `eval_fraction` is outside [0, 1), or see `list_text_files`.
   """
   if not 0.0 <= eval_fraction < 1.0:
-    raise ValueError(
+    raise UserError(
         f"dataset.eval_fraction={eval_fraction} must be in [0, 1): it is the "
         "fraction of each file held out for evaluation.")
   root = pathlib.Path(path).expanduser().resolve()

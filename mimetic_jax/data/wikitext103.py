@@ -26,6 +26,8 @@ import re
 
 import tensorflow_datasets as tfds
 
+from mimetic_jax.errors import UserError
+
 ARCHIVE_URL = "https://wikitext.smerity.com/wikitext-103-raw-v1.zip"
 ARCHIVE_FOLDER = "wikitext-103-raw"
 
@@ -99,7 +101,7 @@ def _manual_split_files(dl_manager: tfds.download.DownloadManager
   """Split files in `manual_dir`; empty when it is absent or empty.
 
   Raises:
-    FileNotFoundError: `manual_dir` holds files but none of the split files.
+    UserError: `manual_dir` holds files but none of the split files.
   """
   try:
     manual_dir = dl_manager.manual_dir
@@ -109,7 +111,7 @@ def _manual_split_files(dl_manager: tfds.download.DownloadManager
   if not found:
     expected = ", ".join(name for names in SPLIT_FILES.values()
                          for name in names)
-    raise FileNotFoundError(
+    raise UserError(
         f"manual_dir {manual_dir} holds none of the WikiText-103 split files "
         f"({expected}). Put at least one of them there (they are in "
         f"{ARCHIVE_URL}), or leave manual_dir empty to download the archive.")
