@@ -11,8 +11,6 @@ root is the command-line front end.
 
 import dataclasses
 import functools
-import glob
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -125,7 +123,7 @@ def generate(apply_fn: ApplyFn, params: Any, prompt_tokens: np.ndarray, *,
 class Run:
   """What `load_run` rebuilds from a workdir."""
   config: ml_collections.ConfigDict
-  tokenizer: Any  # text.ByteTokenizer | text.SentencePieceTokenizer
+  tokenizer: Any  # tokenizers.ByteTokenizer | SentencePieceTokenizer
   model: Any  # models.TransformerLM
   params: Any
   step: int

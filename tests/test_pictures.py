@@ -20,9 +20,9 @@ from configs import cifar10
 from mimetic_jax import checkpointing
 from mimetic_jax import diagnostics
 from mimetic_jax import steps
-from mimetic_jax import tasks
 from mimetic_jax.errors import UserError
-from mimetic_jax.models import initialize
+from mimetic_jax.data import DatasetInfo
+from mimetic_jax.models import factory, initialize
 from mimetic_jax.pictures import attention_maps
 from mimetic_jax.pictures import figures
 from mimetic_jax.pictures import make
@@ -216,8 +216,7 @@ def test_fresh_source_matches_the_trainers_step_zero(fresh):
   """Same seed, same params as `train.py`'s init, bar its classification
   head (up to float rounding: jitted versus eager SVDs)."""
   config = smoke_config()
-  model = tasks.ImageClassification(config).make_model(
-      tasks.Data(train={}, eval={}, info={"num_classes": 10}))
+  model = factory.make_model(config, DatasetInfo(num_classes=10))
   params = initialize(model, jax.random.fold_in(jax.random.key(config.seed), 0),
                       jnp.zeros((1, SIZE, SIZE, 3)), init="mimetic")
   assert set(params) - set(fresh["mimetic"].params) == {"head"}
@@ -234,8 +233,7 @@ def test_fresh_source_matches_the_trainers_step_zero(fresh):
 def trained_like_params(seed: int):
   """Params of the trainer's model (3 classes), moved away from any init."""
   config = smoke_config()
-  model = tasks.ImageClassification(config).make_model(
-      tasks.Data(train={}, eval={}, info={"num_classes": 3}))
+  model = factory.make_model(config, DatasetInfo(num_classes=3))
   params = initialize(model, jax.random.key(seed),
                       jnp.zeros((1, SIZE, SIZE, 3)), init="mimetic")
   return model, jax.tree.map(lambda x: x * 1.5 + 0.01, params)

@@ -15,7 +15,7 @@ import sys
 import ml_collections
 import pytest
 
-from mimetic_jax.data import images
+from mimetic_jax.data import image_source
 from mimetic_jax.data import text
 
 pytestmark = pytest.mark.slow  # Runs main.py in subprocesses.
@@ -79,7 +79,7 @@ def _check_trained(result, workdir, metric):
 def test_image_smoke_run_without_tensorflow(
     image_folder, tmp_path, no_tensorflow_env, as_prepared_folder):
   data_dir = tmp_path / "tfds"
-  builder = images.get_builder(ml_collections.ConfigDict(dict(
+  builder = image_source.get_builder(ml_collections.ConfigDict(dict(
       name="", path=str(image_folder), data_dir=str(data_dir))))
   # Either the source with its data_dir (as prepared), or the prepared
   # folder itself, e.g. copied to a machine without TensorFlow.

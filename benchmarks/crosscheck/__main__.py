@@ -95,21 +95,22 @@ def _run_seed(config, seed: int, runs: Sequence[str], workdir: pathlib.Path,
   """Trains the unfinished runs of one seed (imports JAX and torch)."""
   import jax  # pylint: disable=g-import-not-at-top
   from benchmarks.crosscheck import project_side  # pylint: disable=g-import-not-at-top
-  from mimetic_jax import tasks  # pylint: disable=g-import-not-at-top
-  from mimetic_jax import train as trainer  # pylint: disable=g-import-not-at-top
+  from mimetic_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from mimetic_jax import optim, tasks  # pylint: disable=g-import-not-at-top
+  from mimetic_jax.models import factory  # pylint: disable=g-import-not-at-top
 
   todo = [r for r in runs if not (workdir / f"{r}_seed{seed}.json").exists()]
   if not todo:
     return
   task = tasks.get_task(config)
-  data = task.load_data(process_index=0, process_count=1,
-                        workdir=str(workdir))
-  steps_per_epoch = data.num_train // config.batch_size
+  data = data_lib.load(config, process_index=0, process_count=1,
+                       workdir=str(workdir))
+  steps_per_epoch = data.info.num_train // config.batch_size
   if not steps_per_epoch:
     raise UserError(
-        f"{data.num_train} training examples do not fill one batch of "
+        f"{data.info.num_train} training examples do not fill one batch of "
         f"{config.batch_size}; lower --config.batch_size.")
-  total_steps, _ = trainer.step_budget(config, steps_per_epoch)
+  total_steps, _ = optim.step_budget(config, steps_per_epoch)
   tic = time.perf_counter()
   batches, labels = project_side.make_batches(
       task, data, seed=seed, total_steps=total_steps,
@@ -123,7 +124,7 @@ def _run_seed(config, seed: int, runs: Sequence[str], workdir: pathlib.Path,
                                         flush=True)
     framework, init = name.split("_", 1)
     tic = time.perf_counter()
-    model = task.make_model(data)
+    model = factory.make_model(config, data.info)
     if framework == "project":
       record = project_side.run(
           task, model, init=init, seed=seed, batches=batches, labels=labels,
@@ -132,8 +133,8 @@ def _run_seed(config, seed: int, runs: Sequence[str], workdir: pathlib.Path,
           log=log)
     else:
       from benchmarks.crosscheck import timm_side  # pylint: disable=g-import-not-at-top
-      _, schedule = trainer.make_optimizer(
-          config, *trainer.step_budget(config, steps_per_epoch))
+      _, schedule = optim.make_optimizer(
+          config, *optim.step_budget(config, steps_per_epoch))
       record = timm_side.run(
           model, init=init, seed=seed, batches=batches, labels=labels,
           eval_data=(eval_images, eval_labels), config=config,

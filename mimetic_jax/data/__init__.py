@@ -151,10 +151,11 @@ def tokens_per_byte(windows: np.ndarray, token_num_bytes: np.ndarray) -> float:
 
 def _load_text(config: ml_collections.ConfigDict, *, process_index: int,
                process_count: int, workdir: str) -> Dataset:
-  from mimetic_jax.data import text  # pylint: disable=g-import-not-at-top
+  from mimetic_jax.data import sharding, text  # pylint: disable=g-import-not-at-top
   arrays = text.load_text(config.dataset, seq_len=config.seq_len,
                           workdir=workdir)
-  shard = lambda x: np.array_split(x, process_count)[process_index]
+  shard = lambda x: sharding.shard_for_process(x, process_index,
+                                               process_count)
   return Dataset(
       info=DatasetInfo(
           num_train=len(arrays.train), num_eval=arrays.eval_num_tokens,

@@ -10,13 +10,12 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
-from mimetic_jax import checkpointing
-from mimetic_jax import models
-from mimetic_jax import tasks
-from mimetic_jax.errors import UserError
+from mimetic_jax import workdir as workdir_lib
+from mimetic_jax.data import DatasetInfo
+from mimetic_jax.models import factory
+from mimetic_jax.models import init as init_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,20 +27,6 @@ class Source:
   description: str  # One line for titles and summary.json.
   init: str | None = None  # Fresh inits only.
   step: int | None = None  # Checkpoints only.
-
-
-def _make_model(config: ml_collections.ConfigDict,
-                info: dict[str, Any]) -> nn.Module:
-  task = tasks.get_task(config)
-  return task.make_model(tasks.Data(train={}, eval={}, info=info))
-
-
-def _dummy_inputs(config: ml_collections.ConfigDict) -> jax.Array:
-  """One zero example of the model's input: an image or a token window."""
-  if config.task == "image":
-    size = config.dataset.image_size
-    return jnp.zeros((1, size, size, 3), jnp.float32)
-  return jnp.zeros((1, config.seq_len), jnp.int32)
 
 
 def fresh_source(config: ml_collections.ConfigDict, *, init: str | None = None,
@@ -58,29 +43,17 @@ def fresh_source(config: ml_collections.ConfigDict, *, init: str | None = None,
       (zero-initialized) classification head, a language model with
       `dataset.vocab_size` (256 for bytes) token embeddings.
   """
-  from mimetic_jax import train  # pylint: disable=g-import-not-at-top
   init = config.init if init is None else init
   seed = config.seed if seed is None else seed
-  if init not in models.INITS:
-    raise UserError(f"init={init!r} is not one of {models.INITS}.")
   if config.task == "image":
-    info = {"num_classes": 0}
+    info = DatasetInfo(num_classes=0)
   else:
     byte = config.dataset.get("tokenizer", "byte") == "byte"
-    info = {"vocab_size": 256 if byte else config.dataset.vocab_size}
-  model = _make_model(config, info)
-  kwargs = {}
-  if init == "mimetic":
-    kwargs = dict(
-        qk=train.parse_strength(config.mimetic.qk, "mimetic.qk"),
-        vo=train.parse_strength(config.mimetic.vo, "mimetic.vo"),
-        distribution=config.mimetic.distribution)
-    if kwargs["qk"] is None and kwargs["vo"] is None:
-      raise UserError("init='mimetic' with mimetic.qk=None and "
-                      "mimetic.vo=None changes nothing; set one of them.")
-  key = jax.random.fold_in(jax.random.key(seed), 0)
-  params = jax.jit(lambda k: models.initialize(
-      model, k, _dummy_inputs(config), init=init, **kwargs))(key)
+    info = DatasetInfo(vocab_size=256 if byte else config.dataset.vocab_size)
+  model = factory.make_model(config, info)
+  params = jax.jit(lambda: init_lib.init_params(
+      config, model, factory.dummy_inputs(config, info), init=init,
+      seed=seed))()
   return Source(config=config, model=model, params=params, init=init,
                 description=f"fresh init={init!r}, seed {seed}")
 
@@ -96,23 +69,9 @@ def workdir_source(workdir: str, step: int | None = None) -> Source:
   """The model and trained params of a trainer workdir (latest step unless
   `step` is given). The model is rebuilt from `config.json`, its number of
   classes (or vocabulary size) read from the checkpoint's params."""
-  hint = _workdir_hint(workdir)
-  config = checkpointing.load_saved_config(workdir, hint=hint)
-  params, step = checkpointing.restore_params(workdir, step, hint=hint)
-  if config.task == "image":
-    head = params.get("head", {}).get("kernel")
-    info = {"num_classes": 0 if head is None else int(head.shape[-1])}
-  else:
-    info = {"vocab_size": int(params["embed"]["embedding"].shape[0])}
-  model = _make_model(config, info)
-  expected = jax.eval_shape(model.init, jax.random.key(0),
-                            _dummy_inputs(config))["params"]
-  shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
-  if shapes(expected) != shapes(params):
-    raise UserError(
-        f"The checkpoint at step {step} in {workdir} does not fit the model "
-        f"its config.json describes (params shapes differ: "
-        f"{shapes(params)} vs {shapes(expected)}). Was config.json edited "
-        "or copied from another run?")
+  trained = workdir_lib.load_model(workdir, step,
+                                   hint=_workdir_hint(workdir))
+  config, model, params, step = (trained.config, trained.model,
+                                 trained.params, trained.step)
   return Source(config=config, model=model, params=params, step=step,
                 description=f"{os.path.abspath(workdir)}, step {step}")
