@@ -8,19 +8,23 @@ Any config key can be overridden with `--config.KEY=VALUE`; unknown keys are
 rejected. Rerunning with the same workdir resumes from its last checkpoint.
 """
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mimetic_jax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file, optionally with a preset: "
-    "configs/cifar10.py:smoke.", lock_config=True)
+  "config",
+  None,
+  "Config file, optionally with a preset: configs/cifar10.py:smoke.",
+  lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Where checkpoints and metrics go; default: "
-    "workdirs/<config>[_<preset>]_<init>_seed<seed>.")
+  "workdir",
+  None,
+  "Where checkpoints and metrics go; default: "
+  "workdirs/<config>[_<preset>]_<init>_seed<seed>.",
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -33,14 +37,18 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   # TensorFlow (used by tfds for input) must never grab an accelerator.
   from mimetic_jax.data import hide_accelerators_from_tensorflow
+
   hide_accelerators_from_tensorflow()
-  from mimetic_jax import metric_logging  # After TF keeps off accelerators.
-  from mimetic_jax import train
+  from mimetic_jax import (
+    metric_logging,  # After TF keeps off accelerators.
+    train,
+  )
   from mimetic_jax import workdir as workdir_lib
 
   config = _CONFIG.value
   workdir = _WORKDIR.value or workdir_lib.default_workdir(
-      config_flags.get_config_filename(flags.FLAGS["config"]), config)
+    config_flags.get_config_filename(flags.FLAGS["config"]), config
+  )
   logging.info("Config:\n%s", config)
   metric_logging.log(f"Workdir: {workdir}")
   train.train_and_evaluate(config, workdir)

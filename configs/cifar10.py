@@ -51,8 +51,9 @@ def get_config(preset: str = ""):
   config.dataset.name = "cifar10"
   if preset == "smoke":
     config.model.variant = ""
-    config.model.update(width=32, depth=2, mlp_dim=64, num_heads=2,
-                        patch_size=4)
+    config.model.update(
+      width=32, depth=2, mlp_dim=64, num_heads=2, patch_size=4
+    )
     config.dataset.max_train_examples = 1024
     config.dataset.max_eval_examples = 512
     config.batch_size = 64
@@ -65,8 +66,9 @@ def get_config(preset: str = ""):
     config.checkpoint_every_steps = 6
   elif preset == "cpu":
     config.model.variant = ""
-    config.model.update(width=192, depth=6, mlp_dim=768, num_heads=3,
-                        patch_size=4)
+    config.model.update(
+      width=192, depth=6, mlp_dim=768, num_heads=3, patch_size=4
+    )
     config.dataset.max_train_examples = 10_000
     config.dataset.max_eval_examples = 2_500
     config.batch_size = 128
@@ -77,6 +79,7 @@ def get_config(preset: str = ""):
     config.eval_every_epochs = 1.0
     config.checkpoint_every_steps = 100
   elif preset:
-    raise ValueError(f"Unknown preset {preset!r} for cifar10.py; use '', "
-                     "'smoke' or 'cpu'.")
+    raise ValueError(
+      f"Unknown preset {preset!r} for cifar10.py; use '', 'smoke' or 'cpu'."
+    )
   return config

@@ -1,12 +1,12 @@
 """Config fields every task shares: the initialization choice.
 
-    init: 'mimetic', 'default' (each layer's own Flax initializers: Xavier
-      attention/MLP kernels) or 'trunc_normal' (every attention/MLP kernel
-      from a truncated normal with std 0.02, as timm ViTs).
-    mimetic.qk, mimetic.vo: (alpha, signed beta) of W_q W_k^T ~ alpha Z + beta I
-      (per head) and W_v W_o = alpha Z + beta I (per layer); None leaves that
-      pair at the model's default (QK-only / VO-only ablations).
-    mimetic.distribution: 'normal' or 'uniform' Z (same variance 1/d).
+init: 'mimetic', 'default' (each layer's own Flax initializers: Xavier
+  attention/MLP kernels) or 'trunc_normal' (every attention/MLP kernel
+  from a truncated normal with std 0.02, as timm ViTs).
+mimetic.qk, mimetic.vo: (alpha, signed beta) of W_q W_k^T ~ alpha Z + beta I
+  (per head) and W_v W_o = alpha Z + beta I (per layer); None leaves that
+  pair at the model's default (QK-only / VO-only ablations).
+mimetic.distribution: 'normal' or 'uniform' Z (same variance 1/d).
 """
 
 import ml_collections

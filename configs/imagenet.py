@@ -17,8 +17,10 @@ from configs import image_base
 
 def get_config(preset: str = ""):
   if preset:
-    raise ValueError(f"configs/imagenet.py has no presets (got {preset!r}); "
-                     "see configs/cifar10.py:smoke for a quick run.")
+    raise ValueError(
+      f"configs/imagenet.py has no presets (got {preset!r}); "
+      "see configs/cifar10.py:smoke for a quick run."
+    )
   config = image_base.get_base_config()
   config.model.variant = "Ti/16"
   config.dataset.name = "imagenet2012"

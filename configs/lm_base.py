@@ -88,8 +88,9 @@ def get_base_config() -> ml_collections.ConfigDict:
 def shrink_to_smoke(config: ml_collections.ConfigDict) -> None:
   """The `:smoke` preset's model and schedule: seconds on a CPU, one eval at
   the end, a checkpoint half way. Checks the plumbing, not the method."""
-  config.model.update(width=32, depth=2, num_heads=2, mlp_dim=64,
-                      dtype="float32")
+  config.model.update(
+    width=32, depth=2, num_heads=2, mlp_dim=64, dtype="float32"
+  )
   config.seq_len = 32
   config.batch_size = 16
   config.eval_batch_size = 512

@@ -12,8 +12,10 @@ from configs import image_base
 
 def get_config(preset: str = ""):
   if preset:
-    raise ValueError(f"configs/svhn.py has no presets (got {preset!r}); "
-                     "see configs/cifar10.py:smoke for a quick run.")
+    raise ValueError(
+      f"configs/svhn.py has no presets (got {preset!r}); "
+      "see configs/cifar10.py:smoke for a quick run."
+    )
   config = image_base.get_base_config()
   config.dataset.name = "svhn_cropped"
   return config

@@ -23,8 +23,9 @@ signs (the default here), `--config.mimetic.vo='(0.4,0.4)'` (VO-positive),
 
 Hardware: sized for a laptop-class CPU. Measured on a 2-core CPU (shared with
 other jobs): about 0.41 s per training step (10k tokens/s), so the 1,400
-steps plus data loading, compilation and evaluation take about 10 minutes. Expected result: see README
-(eval bits per byte of init=default vs. init=mimetic at this budget).
+steps plus data loading, compilation and evaluation take about 10 minutes.
+Expected result: see README (eval bits per byte of init=default vs.
+init=mimetic at this budget).
 
 Presets (`configs/tiny_shakespeare.py:NAME`):
   smoke: seconds on a CPU (tiny model, context 32, 12 steps, checkpoint at
@@ -52,6 +53,7 @@ def get_config(preset: str = ""):
   if preset == "smoke":
     lm_base.shrink_to_smoke(config)
   elif preset:
-    raise ValueError(f"Unknown preset {preset!r} for tiny_shakespeare.py; use "
-                     "'' or 'smoke'.")
+    raise ValueError(
+      f"Unknown preset {preset!r} for tiny_shakespeare.py; use '' or 'smoke'."
+    )
   return config

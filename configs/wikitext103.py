@@ -52,8 +52,9 @@ def get_config(preset: str = ""):
   config.dataset.eval_split = "validation"
   config.dataset.tokenizer = "sentencepiece"
   config.dataset.vocab_size = 8192
-  config.model.update(width=512, depth=8, num_heads=8, mlp_dim=2048,
-                      dtype="bfloat16")
+  config.model.update(
+    width=512, depth=8, num_heads=8, mlp_dim=2048, dtype="bfloat16"
+  )
   config.seq_len = 512
   config.batch_size = 64
   config.eval_batch_size = 64
@@ -71,6 +72,7 @@ def get_config(preset: str = ""):
     config.dataset.vocab_size = 1024
     lm_base.shrink_to_smoke(config)
   elif preset:
-    raise ValueError(f"Unknown preset {preset!r} for wikitext103.py; use '' "
-                     "or 'smoke'.")
+    raise ValueError(
+      f"Unknown preset {preset!r} for wikitext103.py; use '' or 'smoke'."
+    )
   return config

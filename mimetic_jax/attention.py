@@ -15,12 +15,12 @@ value, so no single initializer can give each projection its own factor
 (`mimetic_init` refuses to be used that way).
 """
 
+from collections.abc import Iterator
 import contextlib
 import contextvars
-from collections.abc import Iterator
 
-import flax.linen as nn
 from flax import nnx
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -29,7 +29,8 @@ from mimetic_jax import mimetic
 # The kernels of the Linen layer being initialised, keyed by role; set only
 # while `MimeticMultiHeadDotProductAttention.__call__` initialises.
 _LAYER_KERNELS: contextvars.ContextVar[dict[str, jax.Array]] = (
-    contextvars.ContextVar("mimetic_layer_kernels"))
+  contextvars.ContextVar("mimetic_layer_kernels")
+)
 
 
 @contextlib.contextmanager
@@ -65,6 +66,7 @@ class MimeticMultiHeadDotProductAttention(nn.MultiHeadDotProductAttention):
   `out_kernel_init` are set by this class and cannot be given (a pair set to
   `None` keeps Flax's default initializer).
   """
+
   qk: mimetic.Strength = mimetic.PAPER_QK
   vo: mimetic.Strength = mimetic.PAPER_VO
   distribution: mimetic.Distribution = "normal"
@@ -73,37 +75,50 @@ class MimeticMultiHeadDotProductAttention(nn.MultiHeadDotProductAttention):
 
   @nn.compact
   def __call__(self, inputs_q, inputs_k=None, inputs_v=None, **kwargs):
-    creates_params = (self.is_mutable_collection("params")
-                      and "query" not in self.variables.get("params", {}))
+    creates_params = self.is_mutable_collection(
+      "params"
+    ) and "query" not in self.variables.get("params", {})
     if not creates_params:  # Also lazy init inside `apply(mutable=True)`.
       return super().__call__(inputs_q, inputs_k, inputs_v, **kwargs)
-    if (self.kernel_init is not _layer_kernel
-        or self.out_kernel_init not in (None, _layer_kernel)):
+    if self.kernel_init is not _layer_kernel or self.out_kernel_init not in (
+      None,
+      _layer_kernel,
+    ):
       raise ValueError(
-          "MimeticMultiHeadDotProductAttention sets its kernels itself, so it "
-          "takes no kernel_init or out_kernel_init. To leave the query/key or "
-          "value/out pair at Flax's default initializer, pass qk=None or "
-          "vo=None; for another initializer altogether, use "
-          "nn.MultiHeadDotProductAttention.")
+        "MimeticMultiHeadDotProductAttention sets its kernels itself, so it "
+        "takes no kernel_init or out_kernel_init. To leave the query/key or "
+        "value/out pair at Flax's default initializer, pass qk=None or "
+        "vo=None; for another initializer altogether, use "
+        "nn.MultiHeadDotProductAttention."
+      )
     d = inputs_q.shape[-1]
     widths = {"inputs_k": inputs_k, "inputs_v": inputs_v}
     widths = {name: x.shape[-1] for name, x in widths.items() if x is not None}
-    widths.update(qkv_features=self.qkv_features or d,
-                  out_features=self.out_features or d)
+    widths.update(
+      qkv_features=self.qkv_features or d, out_features=self.out_features or d
+    )
     if any(width != d for width in widths.values()):
       raise ValueError(
-          f"MimeticMultiHeadDotProductAttention is self-attention of one width "
-          f"d={d} (the width of inputs_q), but got {widths}. W_q W_k^T and "
-          "W_v W_o imitate identities, which need square d x d products; use "
-          "nn.MultiHeadDotProductAttention for cross-attention or other "
-          "widths.")
+        f"MimeticMultiHeadDotProductAttention is self-attention of one width "
+        f"d={d} (the width of inputs_q), but got {widths}. W_q W_k^T and "
+        "W_v W_o imitate identities, which need square d x d products; use "
+        "nn.MultiHeadDotProductAttention for cross-attention or other "
+        "widths."
+      )
     if d % self.num_heads:
       raise ValueError(
-          f"num_heads={self.num_heads} does not divide the width d={d}.")
+        f"num_heads={self.num_heads} does not divide the width d={d}."
+      )
     kernels = mimetic.attention_kernels(
-        self.make_rng("params"), d, self.num_heads, d // self.num_heads,
-        qk=self.qk, vo=self.vo, distribution=self.distribution,
-        dtype=self.param_dtype)
+      self.make_rng("params"),
+      d,
+      self.num_heads,
+      d // self.num_heads,
+      qk=self.qk,
+      vo=self.vo,
+      distribution=self.distribution,
+      dtype=self.param_dtype,
+    )
     with _layer_kernels(kernels):
       return super().__call__(inputs_q, inputs_k, inputs_v, **kwargs)
 
@@ -120,27 +135,44 @@ class MimeticMultiHeadAttention(nnx.MultiHeadAttention):
   `out_features` must agree (a `ValueError` says which do not).
   """
 
-  def __init__(self, *args, qk: mimetic.Strength = mimetic.PAPER_QK,
-               vo: mimetic.Strength = mimetic.PAPER_VO,
-               distribution: mimetic.Distribution = "normal",
-               rngs: nnx.Rngs, **kwargs):
-    given = [name for name in ("kernel_init", "out_kernel_init")
-             if kwargs.get(name) is not None]
+  def __init__(
+    self,
+    *args,
+    qk: mimetic.Strength = mimetic.PAPER_QK,
+    vo: mimetic.Strength = mimetic.PAPER_VO,
+    distribution: mimetic.Distribution = "normal",
+    rngs: nnx.Rngs,
+    **kwargs,
+  ):
+    given = [
+      name
+      for name in ("kernel_init", "out_kernel_init")
+      if kwargs.get(name) is not None
+    ]
     if given and qk is not None and vo is not None:
       raise ValueError(
-          f"MimeticMultiHeadAttention got {' and '.join(given)}, but with "
-          "both qk and vo set every attention kernel is mimetic, so it would "
-          "be unused. Pass it only with qk=None or vo=None (it then "
-          "initialises that pair), or use nnx.MultiHeadAttention.")
+        f"MimeticMultiHeadAttention got {' and '.join(given)}, but with "
+        "both qk and vo set every attention kernel is mimetic, so it would "
+        "be unused. Pass it only with qk=None or vo=None (it then "
+        "initialises that pair), or use nnx.MultiHeadAttention."
+      )
     super().__init__(*args, rngs=rngs, **kwargs)
-    widths = {name: getattr(self, name) for name in (
-        "in_kv_features", "qkv_features", "out_features") if hasattr(self, name)}
+    widths = {
+      name: getattr(self, name)
+      for name in ("in_kv_features", "qkv_features", "out_features")
+      if hasattr(self, name)
+    }
     if any(width != self.in_features for width in widths.values()):
       raise ValueError(
-          "MimeticMultiHeadAttention is self-attention of one width "
-          f"in_features={self.in_features}, but got {widths}. W_q W_k^T and "
-          "W_v W_o imitate identities, which need square products; use "
-          "nnx.MultiHeadAttention for cross-attention or other widths.")
+        "MimeticMultiHeadAttention is self-attention of one width "
+        f"in_features={self.in_features}, but got {widths}. W_q W_k^T and "
+        "W_v W_o imitate identities, which need square products; use "
+        "nnx.MultiHeadAttention for cross-attention or other widths."
+      )
     params = nnx.state(self, nnx.Param)
-    nnx.update(self, mimetic.mimetic_params(
-        rngs.params(), params, qk=qk, vo=vo, distribution=distribution))
+    nnx.update(
+      self,
+      mimetic.mimetic_params(
+        rngs.params(), params, qk=qk, vo=vo, distribution=distribution
+      ),
+    )

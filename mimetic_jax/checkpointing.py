@@ -5,8 +5,8 @@ Randomness and the data position are functions of the seed and the step (see
 `steps.py`), so restoring the step restores them too.
 """
 
-import os
 from collections.abc import Mapping
+import os
 from typing import Any
 
 import jax
@@ -22,9 +22,11 @@ class Checkpointer:
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self._every = every_steps
     self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
-                                             create=True))
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True
+      ),
+    )
 
   @property
   def latest_step(self) -> int | None:
@@ -34,7 +36,8 @@ class Checkpointer:
     """Restores the latest checkpoint into the structure/shardings given."""
     step = self._manager.latest_step()
     return self._manager.restore(
-        step, args=ocp.args.StandardRestore(abstract_state))
+      step, args=ocp.args.StandardRestore(abstract_state)
+    )
 
   def due(self, step: int) -> bool:
     """Whether `step` is on the schedule (or a preemption) and not saved.
@@ -43,8 +46,9 @@ class Checkpointer:
     the first step it is asked about, and 0 (= only at the end) is an error.
     """
     on_schedule = self._every > 0 and step % self._every == 0
-    return ((on_schedule or self._manager.reached_preemption(step))
-            and step not in self._manager.all_steps())
+    return (
+      on_schedule or self._manager.reached_preemption(step)
+    ) and step not in self._manager.all_steps()
 
   def maybe_save(self, step: int, state: Any, *, force: bool = False) -> bool:
     """Saves when `step` is `due`, or when forced (unless already saved)."""
@@ -73,9 +77,13 @@ def checkpoint_steps(workdir: str) -> list[int]:
   return sorted(ocp.path.step.checkpoint_steps(directory))
 
 
-def restore_params(workdir: str, step: int | None = None, *,
-                   device: jax.Device | None = None,
-                   hint: str = "") -> tuple[Any, int]:
+def restore_params(
+  workdir: str,
+  step: int | None = None,
+  *,
+  device: jax.Device | None = None,
+  hint: str = "",
+) -> tuple[Any, int]:
   """Reads only the params of a trainer checkpoint; returns `(params, step)`.
 
   The tree structure, shapes and dtypes come from the checkpoint's own
@@ -97,16 +105,18 @@ def restore_params(workdir: str, step: int | None = None, *,
   steps = checkpoint_steps(workdir)
   if not steps:
     raise UserError(
-        f"No finalized checkpoint in {directory}. A training run saves one "
-        "every checkpoint_every_steps steps and when it ends or is stopped "
-        "with SIGTERM / Ctrl-C; a run that crashed before its first save, or "
-        f"a checkpoint still being written, leaves none. {hint}".rstrip())
+      f"No finalized checkpoint in {directory}. A training run saves one "
+      "every checkpoint_every_steps steps and when it ends or is stopped "
+      "with SIGTERM / Ctrl-C; a run that crashed before its first save, or "
+      f"a checkpoint still being written, leaves none. {hint}".rstrip()
+    )
   if step is None:
     step = steps[-1]
   elif step not in steps:
     raise UserError(
-        f"No checkpoint for step {step} in {directory}; the finalized steps "
-        f"there are {steps}. Pass one of them, or none for the latest.")
+      f"No checkpoint for step {step} in {directory}; the finalized steps "
+      f"there are {steps}. Pass one of them, or none for the latest."
+    )
   path = os.path.join(directory, str(step), "default")
   sharding = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
   with ocp.PyTreeCheckpointer() as checkpointer:
@@ -115,16 +125,26 @@ def restore_params(workdir: str, step: int | None = None, *,
     tree = getattr(tree, "tree", tree)
     if not isinstance(tree, Mapping) or "params" not in tree:
       raise UserError(
-          f"The checkpoint {path} holds no 'params' entry (found "
-          f"{list(tree) if isinstance(tree, Mapping) else type(tree)}); it "
-          "was not written by this project's trainer.")
+        f"The checkpoint {path} holds no 'params' entry (found "
+        f"{list(tree) if isinstance(tree, Mapping) else type(tree)}); it "
+        "was not written by this project's trainer."
+      )
     abstract = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype,
-                                       sharding=sharding), tree["params"])
+      lambda m: jax.ShapeDtypeStruct(
+        tuple(m.shape), m.dtype, sharding=sharding
+      ),
+      tree["params"],
+    )
     restored = checkpointer.restore(
-        path, args=ocp.args.PyTreeRestore(
-            item={"params": abstract},
-            restore_args={"params": jax.tree.map(
-                lambda _: ocp.ArrayRestoreArgs(sharding=sharding), abstract)},
-            partial_restore=True))
+      path,
+      args=ocp.args.PyTreeRestore(
+        item={"params": abstract},
+        restore_args={
+          "params": jax.tree.map(
+            lambda _: ocp.ArrayRestoreArgs(sharding=sharding), abstract
+          )
+        },
+        partial_restore=True,
+      ),
+    )
   return restored["params"], step

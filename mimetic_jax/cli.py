@@ -25,11 +25,12 @@ def parse_flags(argv: list[str]) -> list[str]:
       reason = reason.args[0]
     reason = str(reason).replace("\n", ". ")
     sys.exit(
-        f"Error: a --config.KEY=VALUE override names a key the config does "
-        f"not have ({reason}). Keys are dotted paths into what the config "
-        "file's get_config() returns (e.g. --config.dataset.max_train_"
-        "examples=1000); check the spelling against the config file, and "
-        "configs/image_base.py or configs/lm_base.py for the shared keys.")
+      f"Error: a --config.KEY=VALUE override names a key the config does "
+      f"not have ({reason}). Keys are dotted paths into what the config "
+      "file's get_config() returns (e.g. --config.dataset.max_train_"
+      "examples=1000); check the spelling against the config file, and "
+      "configs/image_base.py or configs/lm_base.py for the shared keys."
+    )
 
 
 def _out_of_memory_message(error: Exception) -> str | None:
@@ -37,13 +38,15 @@ def _out_of_memory_message(error: Exception) -> str | None:
   if "RESOURCE_EXHAUSTED" not in str(error):
     return None
   import jax  # pylint: disable=g-import-not-at-top
+
   return (
-      f"out of memory on {jax.devices()[0].device_kind} "
-      f"({str(error).splitlines()[0][:200]}). The model, batch and "
-      "activations do not fit: lower --config.batch_size (global), use "
-      "--config.model.dtype=bfloat16 on an accelerator, or add devices. "
-      "Checkpoints already saved in the workdir are kept; rerunning resumes "
-      "from the latest.")
+    f"out of memory on {jax.devices()[0].device_kind} "
+    f"({str(error).splitlines()[0][:200]}). The model, batch and "
+    "activations do not fit: lower --config.batch_size (global), use "
+    "--config.model.dtype=bfloat16 on an accelerator, or add devices. "
+    "Checkpoints already saved in the workdir are kept; rerunning resumes "
+    "from the latest."
+  )
 
 
 def run(main: Callable[[Sequence[str]], None]) -> None:

@@ -16,34 +16,40 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """Cheap checks that fail before any data is loaded or compiled."""
   devices = jax.device_count()
   if config.init not in INITS:
-    raise UserError(f"init={config.init!r} is not one of {INITS}; set "
-                    "--config.init=mimetic (or default / trunc_normal).")
+    raise UserError(
+      f"init={config.init!r} is not one of {INITS}; set "
+      "--config.init=mimetic (or default / trunc_normal)."
+    )
   if config.init == "mimetic":
     mimetic_strengths(config)
   if config.task not in TASKS:
-    raise UserError(f"task={config.task!r} is not one of {TASKS}; start "
-                    "from a config in configs/.")
+    raise UserError(
+      f"task={config.task!r} is not one of {TASKS}; start "
+      "from a config in configs/."
+    )
   if config.task == "image":
     vit_architecture(config.model)
   for name in ("batch_size", "eval_batch_size"):
     size = config[name]
     if size <= 0 or size % devices:
       raise UserError(
-          f"{name}={size} is the global batch size and must be a positive "
-          f"multiple of the {devices} devices JAX sees ({jax.devices()[0]}"
-          f" ...), so that each gets the same share. Use e.g. --config."
-          f"{name}={max(devices, size // devices * devices or devices)}.")
+        f"{name}={size} is the global batch size and must be a positive "
+        f"multiple of the {devices} devices JAX sees ({jax.devices()[0]}"
+        f" ...), so that each gets the same share. Use e.g. --config."
+        f"{name}={max(devices, size // devices * devices or devices)}."
+      )
   if config.total_steps <= 0 and config.num_epochs <= 0:
     raise UserError("Set num_epochs > 0 or total_steps > 0.")
   if config.adam_eps <= 0:
-    raise UserError(f"adam_eps={config.adam_eps} must be > 0 (AdamW's "
-                    "epsilon; 1e-8 by default).")
+    raise UserError(
+      f"adam_eps={config.adam_eps} must be > 0 (AdamW's "
+      "epsilon; 1e-8 by default)."
+    )
   if config.learning_rate <= 0:
     raise UserError(f"learning_rate={config.learning_rate} must be > 0.")
   attention = config.model.get("attention", "auto")
   if attention not in ("auto", "xla", "cudnn"):
     raise UserError(
-        f"model.attention={attention!r} must be 'auto' (JAX picks cuDNN flash "
-        "attention where it applies, else XLA), 'xla' or 'cudnn'.")
-
-
+      f"model.attention={attention!r} must be 'auto' (JAX picks cuDNN flash "
+      "attention where it applies, else XLA), 'xla' or 'cudnn'."
+    )

@@ -42,8 +42,11 @@ def _get(tree, path):
 def layer_sort_key(name: str) -> tuple:
   """Sort key for layer names comparing digit runs as numbers: `b_2` <
   `b_10`."""
-  return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
-               for part in re.split(r"(\d+)", name) if part)
+  return tuple(
+    (0, int(part), "") if part.isdigit() else (1, 0, part)
+    for part in re.split(r"(\d+)", name)
+    if part
+  )
 
 
 def _kernel(block, role: str) -> jax.Array:
@@ -72,8 +75,9 @@ def block_products(block) -> tuple[jax.Array, jax.Array]:
       `(heads * head_dim, d)`.
     `...` are the block's leading (scan) axes. Computed in float32.
   """
-  q, k, v, o = (_kernel(block, role).astype(jnp.float32)
-                for role in mimetic.ROLES)
+  q, k, v, o = (
+    _kernel(block, role).astype(jnp.float32) for role in mimetic.ROLES
+  )
   return _products(q, k, v, o)
 
 
@@ -91,8 +95,9 @@ def _layers(params) -> Iterator[tuple[str, Any, tuple[int, ...]]]:
 
 def _layer_block(block, index: tuple[int, ...]):
   """One layer's kernels (leading `index` applied), unboxed."""
-  return {role: {"kernel": _kernel(block, role)[index]}
-          for role in mimetic.ROLES}
+  return {
+    role: {"kernel": _kernel(block, role)[index]} for role in mimetic.ROLES
+  }
 
 
 def attention_products(params) -> dict[str, dict[str, jax.Array]]:
@@ -144,27 +149,35 @@ def layer_stats(qk: jax.Array, vo: jax.Array) -> dict[str, float]:
   return stats
 
 
-def mean_over_layers(per_layer: Iterable[Mapping[str, float]]
-                     ) -> dict[str, float]:
+def mean_over_layers(
+  per_layer: Iterable[Mapping[str, float]],
+) -> dict[str, float]:
   """`{stat: mean over layers}` for `stat` in `STAT_NAMES`, from
   `layer_stats` of every layer; empty without layers."""
   per_layer = list(per_layer)
   if not per_layer:
     return {}
-  return {stat: sum(layer[stat] for layer in per_layer) / len(per_layer)
-          for stat in STAT_NAMES}
+  return {
+    stat: sum(layer[stat] for layer in per_layer) / len(per_layer)
+    for stat in STAT_NAMES
+  }
 
 
 def _stats_per_layer(params) -> dict[str, dict[str, float]]:
   """Layer name -> `layer_stats`, computing one layer's products at a time
   (memory stays at one layer's products)."""
-  return {name: layer_stats(*block_products(_layer_block(block, index)))
-          for name, block, index in _layers(params)}
+  return {
+    name: layer_stats(*block_products(_layer_block(block, index)))
+    for name, block, index in _layers(params)
+  }
 
 
 def _flatten(per_layer: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-  return {f"{name}/{stat}": value for name, stats in per_layer.items()
-          for stat, value in stats.items()}
+  return {
+    f"{name}/{stat}": value
+    for name, stats in per_layer.items()
+    for stat, value in stats.items()
+  }
 
 
 def attention_stats(params) -> dict[str, float]:
@@ -181,5 +194,7 @@ def attention_summary(params) -> dict[str, float]:
   `attn_qk_offdiag`, `attn_vo_diag`, `attn_vo_offdiag`)."""
   per_layer = _stats_per_layer(params)
   means = mean_over_layers(per_layer.values())
-  return {**_flatten(per_layer),
-          **{f"attn_{stat}": value for stat, value in means.items()}}
+  return {
+    **_flatten(per_layer),
+    **{f"attn_{stat}": value for stat, value in means.items()},
+  }

@@ -18,42 +18,60 @@ from mimetic_jax.feeds import Feed
 from mimetic_jax.tasks import Task
 
 
-def language_model_metrics(prefix: str, mean_loss: float,
-                           bits_per_byte: float) -> dict[str, float]:
+def language_model_metrics(
+  prefix: str, mean_loss: float, bits_per_byte: float
+) -> dict[str, float]:
   """`{prefix}perplexity` (capped at exp(700)) and `{prefix}bits_per_byte`."""
-  return {f"{prefix}perplexity": math.exp(min(mean_loss, 700.0)),
-          f"{prefix}bits_per_byte": bits_per_byte}
+  return {
+    f"{prefix}perplexity": math.exp(min(mean_loss, 700.0)),
+    f"{prefix}bits_per_byte": bits_per_byte,
+  }
 
 
-def train_metrics(metrics: dict[str, float],
-                  info: DatasetInfo) -> dict[str, float]:
+def train_metrics(
+  metrics: dict[str, float], info: DatasetInfo
+) -> dict[str, float]:
   """Adds the LM's train perplexity and bits per byte to logged metrics."""
   if not info.vocab_size:
     return metrics
   loss = metrics["train_loss"]
   return metrics | language_model_metrics(
-      "train_", loss, loss / math.log(2) * info.tokens_per_byte)
+    "train_", loss, loss / math.log(2) * info.tokens_per_byte
+  )
 
 
 def summarize(sums: dict[str, float], info: DatasetInfo) -> dict[str, float]:
   """Summed eval scores (`loss`, `correct`, `weight`) -> eval metrics."""
   n = sums["weight"]
-  metrics = {"eval_loss": sums["loss"] / n,
-             "eval_accuracy": sums["correct"] / n}
+  metrics = {
+    "eval_loss": sums["loss"] / n,
+    "eval_accuracy": sums["correct"] / n,
+  }
   if info.vocab_size:
     metrics |= language_model_metrics(
-        "eval_", metrics["eval_loss"],
-        sums["loss"] / math.log(2) / info.eval_num_bytes)
+      "eval_",
+      metrics["eval_loss"],
+      sums["loss"] / math.log(2) / info.eval_num_bytes,
+    )
   return metrics
 
 
 class Evaluator:
   """Scores params on the whole eval split of a `Feed`, exactly once."""
 
-  def __init__(self, mesh: jax.sharding.Mesh, *, task: Task, apply_fn,
-               feed: Feed, info: DatasetInfo, local_batch_size: int):
-    self._sums = steps.compile_eval(mesh, apply_fn=apply_fn, task=task,
-                                    local_batch_size=local_batch_size)
+  def __init__(
+    self,
+    mesh: jax.sharding.Mesh,
+    *,
+    task: Task,
+    apply_fn,
+    feed: Feed,
+    info: DatasetInfo,
+    local_batch_size: int,
+  ):
+    self._sums = steps.compile_eval(
+      mesh, apply_fn=apply_fn, task=task, local_batch_size=local_batch_size
+    )
     self._feed = feed
     self._info = info
 
@@ -61,7 +79,6 @@ class Evaluator:
     total = None
     for batch in self._feed.eval_batches():
       sums = self._sums(params, batch)
-      total = sums if total is None else jax.tree.map(operator.add, total,
-                                                      sums)
+      total = sums if total is None else jax.tree.map(operator.add, total, sums)
     total = jax.device_get(total)
     return summarize({k: float(v) for k, v in total.items()}, self._info)

@@ -21,16 +21,19 @@ from mimetic_jax.data import Arrays, Dataset
 from mimetic_jax.errors import UserError
 from mimetic_jax.tasks import Batch, Task
 
-TrainStep = Callable[[steps.TrainState, jax.Array],
-                     tuple[steps.TrainState, dict[str, jax.Array]]]
+TrainStep = Callable[
+  [steps.TrainState, jax.Array], tuple[steps.TrainState, dict[str, jax.Array]]
+]
 
 
 class Feed(Protocol):
   """Training and evaluation data, as the compiled steps take them."""
+
   steps_per_epoch: int
 
-  def compile_train_step(self, task: Task, state: steps.TrainState,
-                         key: jax.Array) -> TrainStep:
+  def compile_train_step(
+    self, task: Task, state: steps.TrainState, key: jax.Array
+  ) -> TrainStep:
     """`(state, key) -> (state, metrics)` on the next training batch."""
 
   def eval_batches(self) -> Iterator[Batch]:
@@ -41,52 +44,73 @@ class Feed(Protocol):
 def device_put_sharded(mesh: jax.sharding.Mesh, arrays: Arrays) -> Batch:
   """Process-local numpy arrays -> global arrays sharded on their axis 0."""
   sharding = jax.NamedSharding(mesh, jax.P(steps.AXIS))
-  return {name: jax.make_array_from_process_local_data(sharding, x)
-          for name, x in arrays.items()}
+  return {
+    name: jax.make_array_from_process_local_data(sharding, x)
+    for name, x in arrays.items()
+  }
 
 
 def _check_train_size(per_device: int, local_batch: int) -> None:
   if per_device < local_batch:
     raise UserError(
-        f"Each device holds {per_device} training examples but needs "
-        f"{local_batch} per step: the global batch size is larger than the "
-        f"training set{' shard' if jax.process_count() > 1 else ''}. Lower "
-        "--config.batch_size or use more data (dataset.max_train_examples).")
+      f"Each device holds {per_device} training examples but needs "
+      f"{local_batch} per step: the global batch size is larger than the "
+      f"training set{' shard' if jax.process_count() > 1 else ''}. Lower "
+      "--config.batch_size or use more data (dataset.max_train_examples)."
+    )
 
 
 def _pad(arrays: Arrays, multiple: int) -> Arrays:
   """Pads arrays (with a `weight`) to a multiple of `multiple` rows with
   weight-0 rows."""
   pad = -len(arrays["weight"]) % multiple
-  return {name: np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
-          for name, x in arrays.items()}
+  return {
+    name: np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+    for name, x in arrays.items()
+  }
 
 
 class InMemoryFeed:
   """The dataset resident in device memory; batches drawn inside the step."""
 
-  def __init__(self, mesh: jax.sharding.Mesh, dataset: Dataset,
-               config: ml_collections.ConfigDict):
+  def __init__(
+    self,
+    mesh: jax.sharding.Mesh,
+    dataset: Dataset,
+    config: ml_collections.ConfigDict,
+  ):
     num_local_devices = jax.local_device_count()
     self._local_batch = config.batch_size // jax.device_count()
     self._local_eval_batch = config.eval_batch_size // jax.device_count()
     per_device = len(dataset.train[next(iter(dataset.train))]) // (
-        num_local_devices)
+      num_local_devices
+    )
     _check_train_size(per_device, self._local_batch)
     self.steps_per_epoch = per_device // self._local_batch
     self._mesh = mesh
     self._train = device_put_sharded(
-        mesh, {k: v[:per_device * num_local_devices]
-               for k, v in dataset.train.items()})
+      mesh,
+      {
+        k: v[: per_device * num_local_devices] for k, v in dataset.train.items()
+      },
+    )
     self._eval = device_put_sharded(
-        mesh, _pad(dataset.eval, num_local_devices * self._local_eval_batch))
+      mesh, _pad(dataset.eval, num_local_devices * self._local_eval_batch)
+    )
 
-  def compile_train_step(self, task: Task, state: steps.TrainState,
-                         key: jax.Array) -> TrainStep:
-    compiled = steps.compile_train_step(
-        self._mesh, task=task, steps_per_epoch=self.steps_per_epoch,
-        local_batch_size=self._local_batch).lower(state, self._train,
-                                                  key).compile()
+  def compile_train_step(
+    self, task: Task, state: steps.TrainState, key: jax.Array
+  ) -> TrainStep:
+    compiled = (
+      steps.compile_train_step(
+        self._mesh,
+        task=task,
+        steps_per_epoch=self.steps_per_epoch,
+        local_batch_size=self._local_batch,
+      )
+      .lower(state, self._train, key)
+      .compile()
+    )
     return lambda state, key: compiled(state, self._train, key)
 
   def eval_batches(self) -> Iterator[Batch]:
@@ -101,27 +125,41 @@ class StreamedFeed:
   mean reading every earlier example again).
   """
 
-  def __init__(self, mesh: jax.sharding.Mesh, dataset: Dataset,
-               config: ml_collections.ConfigDict, *, first_step: int):
+  def __init__(
+    self,
+    mesh: jax.sharding.Mesh,
+    dataset: Dataset,
+    config: ml_collections.ConfigDict,
+    *,
+    first_step: int,
+  ):
     per_device = dataset.info.num_train // jax.device_count()
     _check_train_size(per_device, config.batch_size // jax.device_count())
-    self.steps_per_epoch = per_device // (config.batch_size //
-                                          jax.device_count())
+    self.steps_per_epoch = per_device // (
+      config.batch_size // jax.device_count()
+    )
     self._mesh = mesh
     self._stream = dataset.stream
     self._local_eval_batch = config.eval_batch_size // jax.process_count()
-    seed = int(np.random.SeedSequence([config.seed, first_step])
-               .generate_state(1)[0])
+    seed = int(
+      np.random.SeedSequence([config.seed, first_step]).generate_state(1)[0]
+    )
     batches = self._stream.train_batches(
-        config.batch_size // jax.process_count(), seed)
+      config.batch_size // jax.process_count(), seed
+    )
     self._train = map(functools.partial(device_put_sharded, mesh), batches)
 
-  def compile_train_step(self, task: Task, state: steps.TrainState,
-                         key: jax.Array) -> TrainStep:
+  def compile_train_step(
+    self, task: Task, state: steps.TrainState, key: jax.Array
+  ) -> TrainStep:
     first_batch = next(self._train)  # Compiled for, then trained on first.
-    compiled = steps.compile_train_step(
-        self._mesh, task=task, steps_per_epoch=None,
-        local_batch_size=0).lower(state, first_batch, key).compile()
+    compiled = (
+      steps.compile_train_step(
+        self._mesh, task=task, steps_per_epoch=None, local_batch_size=0
+      )
+      .lower(state, first_batch, key)
+      .compile()
+    )
     batches = itertools.chain([first_batch], self._train)
     return lambda state, key: compiled(state, next(batches), key)
 
@@ -130,8 +168,13 @@ class StreamedFeed:
       yield device_put_sharded(self._mesh, batch)
 
 
-def make_feed(mesh: jax.sharding.Mesh, dataset: Dataset,
-              config: ml_collections.ConfigDict, *, first_step: int) -> Feed:
+def make_feed(
+  mesh: jax.sharding.Mesh,
+  dataset: Dataset,
+  config: ml_collections.ConfigDict,
+  *,
+  first_step: int,
+) -> Feed:
   """`StreamedFeed` when the dataset streams, else `InMemoryFeed`."""
   if dataset.stream is not None:
     return StreamedFeed(mesh, dataset, config, first_step=first_step)

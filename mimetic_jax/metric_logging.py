@@ -35,8 +35,9 @@ class MetricWriter:
     self._enabled = enabled
     if not enabled:
       return
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a",
-                       encoding="utf-8")
+    self._jsonl = open(  # noqa: SIM115 (closed by `close`)
+      os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8"
+    )
     self._events = _tensorboard_writer(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, metrics: dict[str, Any]) -> None:
@@ -63,16 +64,23 @@ def _tensorboard_writer(logdir: str):
   try:
     from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
   except ImportError:
-    log("TensorBoard summaries are off (the tensorboard package is not "
-        "installed); metrics.jsonl has every metric.")
+    log(
+      "TensorBoard summaries are off (the tensorboard package is not "
+      "installed); metrics.jsonl has every metric."
+    )
     return None
   return event_file_writer.EventFileWriter(logdir)
 
 
 _GROUPS = {"train_": "train/", "eval_": "eval/", "attn_": "attention/"}
-_SPEED = ("items_per_second", "items_per_second_per_device",
-          "steady_items_per_second", "steady_items_per_second_per_device",
-          "seconds_per_step", "compile_seconds")
+_SPEED = (
+  "items_per_second",
+  "items_per_second_per_device",
+  "steady_items_per_second",
+  "steady_items_per_second_per_device",
+  "seconds_per_step",
+  "compile_seconds",
+)
 
 
 def tensorboard_tag(name: str) -> str:
@@ -82,7 +90,7 @@ def tensorboard_tag(name: str) -> str:
   throughput and compile time under `speed/`, the rest under `train/`."""
   for prefix, group in _GROUPS.items():
     if name.startswith(prefix):
-      return group + name[len(prefix):]
+      return group + name[len(prefix) :]
   if "/" in name:
     return "attention/" + name
   return ("speed/" if name in _SPEED else "train/") + name
@@ -91,19 +99,29 @@ def tensorboard_tag(name: str) -> str:
 def _scalars_event(step: int, record: dict[str, float]):
   """One TensorBoard event holding the finite scalars of `record`."""
   from tensorboard.compat.proto import event_pb2, summary_pb2  # pylint: disable=g-import-not-at-top
-  values = [summary_pb2.Summary.Value(tag=tensorboard_tag(name),
-                                      simple_value=value)
-            for name, value in record.items()
-            if name != "step" and math.isfinite(value)]
-  return event_pb2.Event(wall_time=time.time(), step=int(step),
-                         summary=summary_pb2.Summary(value=values))
+
+  values = [
+    summary_pb2.Summary.Value(tag=tensorboard_tag(name), simple_value=value)
+    for name, value in record.items()
+    if name != "step" and math.isfinite(value)
+  ]
+  return event_pb2.Event(
+    wall_time=time.time(),
+    step=int(step),
+    summary=summary_pb2.Summary(value=values),
+  )
 
 
 class Throughput:
   """Items/s between log points and an ETA, excluding eval/checkpoint time."""
 
-  def __init__(self, first_step: int, total_steps: int, items_per_step: int,
-               num_devices: int = 1):
+  def __init__(
+    self,
+    first_step: int,
+    total_steps: int,
+    items_per_step: int,
+    num_devices: int = 1,
+  ):
     self._total = total_steps
     self._items = items_per_step
     self._devices = num_devices
@@ -138,9 +156,11 @@ class Throughput:
     self._step_time = elapsed / steps
     rate = steps * self._items / elapsed
     self._rates.append(rate)
-    return {"items_per_second": rate,
-            "items_per_second_per_device": rate / self._devices,
-            "seconds_per_step": self._step_time}
+    return {
+      "items_per_second": rate,
+      "items_per_second_per_device": rate / self._devices,
+      "seconds_per_step": self._step_time,
+    }
 
   def steady(self) -> dict[str, float]:
     """Median items/s over the intervals after the first (which waits for
@@ -148,8 +168,10 @@ class Throughput:
     if len(self._rates) < 2:
       return {}
     rate = statistics.median(self._rates[1:])
-    return {"steady_items_per_second": rate,
-            "steady_items_per_second_per_device": rate / self._devices}
+    return {
+      "steady_items_per_second": rate,
+      "steady_items_per_second_per_device": rate / self._devices,
+    }
 
   def eta(self, step: int) -> str:
     if math.isnan(self._step_time):
@@ -157,15 +179,18 @@ class Throughput:
     return format_duration((self._total - step) * self._step_time)
 
 
-def progress_line(step: int, total: int, epoch: float, metrics: dict,
-                  unit: str, eta: str) -> str:
+def progress_line(
+  step: int, total: int, epoch: float, metrics: dict, unit: str, eta: str
+) -> str:
   parts = [f"step {step}/{total}", f"epoch {epoch:.2f}"]
-  for name, label, fmt in (("train_loss", "loss", ".4f"),
-                           ("train_accuracy", "acc", ".3f"),
-                           ("train_perplexity", "ppl", ".2f"),
-                           ("train_bits_per_byte", "bpb", ".3f"),
-                           ("learning_rate", "lr", ".2e"),
-                           ("items_per_second", f"{unit}/s", ".0f")):
+  for name, label, fmt in (
+    ("train_loss", "loss", ".4f"),
+    ("train_accuracy", "acc", ".3f"),
+    ("train_perplexity", "ppl", ".2f"),
+    ("train_bits_per_byte", "bpb", ".3f"),
+    ("learning_rate", "lr", ".2e"),
+    ("items_per_second", f"{unit}/s", ".0f"),
+  ):
     if name in metrics:
       parts.append(f"{label} {metrics[name]:{fmt}}")
   parts.append(f"ETA {eta}")

@@ -37,11 +37,11 @@ Four entry points, all pure:
 from collections.abc import Callable, Mapping
 import math
 import sys
-import zlib
 from typing import Any, Literal
+import zlib
 
-import flax.linen as nn
 from flax import nnx
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -54,8 +54,12 @@ PAPER_QK: tuple[float, float] = (0.7, 0.7)
 PAPER_VO: tuple[float, float] = (0.4, -0.4)
 
 
-def sample_z(key: jax.Array, d: int, distribution: Distribution = "normal",
-             dtype=jnp.float32) -> jax.Array:
+def sample_z(
+  key: jax.Array,
+  d: int,
+  distribution: Distribution = "normal",
+  dtype=jnp.float32,
+) -> jax.Array:
   """Draws a `(d, d)` matrix with i.i.d. zero-mean entries of variance `1/d`.
 
   `normal` draws N(0, 1/d); `uniform` draws U(-sqrt(3/d), sqrt(3/d)), which
@@ -67,12 +71,14 @@ def sample_z(key: jax.Array, d: int, distribution: Distribution = "normal",
     bound = jnp.sqrt(3.0 / d).astype(dtype)
     return jax.random.uniform(key, (d, d), dtype, -bound, bound)
   raise ValueError(
-      f"Unknown mimetic distribution {distribution!r}; use 'normal' or "
-      "'uniform' (both have variance 1/d).")
+    f"Unknown mimetic distribution {distribution!r}; use 'normal' or "
+    "'uniform' (both have variance 1/d)."
+  )
 
 
-def mimetic_factors(z: jax.Array, *, alpha: float, beta: float,
-                    rank: int) -> tuple[jax.Array, jax.Array]:
+def mimetic_factors(
+  z: jax.Array, *, alpha: float, beta: float, rank: int
+) -> tuple[jax.Array, jax.Array]:
   """Factors `alpha * z + beta * I` into two `(d, rank)` matrices by SVD.
 
   Args:
@@ -97,10 +103,17 @@ def mimetic_factors(z: jax.Array, *, alpha: float, beta: float,
   return u[:, :rank] * sqrt_s, vt[:rank].T * sqrt_s
 
 
-def qk_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
-               alpha: float, beta: float,
-               distribution: Distribution = "normal",
-               dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+def qk_kernels(
+  key: jax.Array,
+  d: int,
+  heads: int,
+  head_dim: int,
+  *,
+  alpha: float,
+  beta: float,
+  distribution: Distribution = "normal",
+  dtype=jnp.float32,
+) -> tuple[jax.Array, jax.Array]:
   """Query and key kernels, `(d, heads, head_dim)` each.
 
   Every head gets its own `Z`; `W_q^h (W_k^h)^T` is the best rank-`head_dim`
@@ -116,14 +129,23 @@ def qk_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
   # which deadlocks when several host devices run it at once (jaxlib 0.10,
   # XLA_FLAGS=--xla_force_host_platform_device_count=8).
   q, k = jax.lax.map(one_head, jax.random.split(key, heads))  # (h, d, hd).
-  return (q.transpose(1, 0, 2).astype(dtype),
-          k.transpose(1, 0, 2).astype(dtype))
+  return (
+    q.transpose(1, 0, 2).astype(dtype),
+    k.transpose(1, 0, 2).astype(dtype),
+  )
 
 
-def vo_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
-               alpha: float, beta: float,
-               distribution: Distribution = "normal",
-               dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+def vo_kernels(
+  key: jax.Array,
+  d: int,
+  heads: int,
+  head_dim: int,
+  *,
+  alpha: float,
+  beta: float,
+  distribution: Distribution = "normal",
+  dtype=jnp.float32,
+) -> tuple[jax.Array, jax.Array]:
   """Value kernel `(d, heads, head_dim)` and out kernel `(heads, head_dim, d)`.
 
   One `Z` per layer. With `heads * head_dim == d`,
@@ -133,14 +155,23 @@ def vo_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
   """
   z = sample_z(key, d, distribution, jnp.float32)
   v, o = mimetic_factors(z, alpha=alpha, beta=beta, rank=heads * head_dim)
-  return (v.reshape(d, heads, head_dim).astype(dtype),
-          o.T.reshape(heads, head_dim, d).astype(dtype))
+  return (
+    v.reshape(d, heads, head_dim).astype(dtype),
+    o.T.reshape(heads, head_dim, d).astype(dtype),
+  )
 
 
-def attention_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
-                      qk: Strength = PAPER_QK, vo: Strength = PAPER_VO,
-                      distribution: Distribution = "normal",
-                      dtype=jnp.float32) -> dict[Role, jax.Array]:
+def attention_kernels(
+  key: jax.Array,
+  d: int,
+  heads: int,
+  head_dim: int,
+  *,
+  qk: Strength = PAPER_QK,
+  vo: Strength = PAPER_VO,
+  distribution: Distribution = "normal",
+  dtype=jnp.float32,
+) -> dict[Role, jax.Array]:
   """The mimetic kernels of one attention layer, keyed by role.
 
   `key` is split into independent QK and VO keys; a pair set to `None` is
@@ -152,28 +183,44 @@ def attention_kernels(key: jax.Array, d: int, heads: int, head_dim: int, *,
   kernels = {}
   if qk is not None:
     kernels["query"], kernels["key"] = qk_kernels(
-        qk_key, d, heads, head_dim, alpha=qk[0], beta=qk[1],
-        distribution=distribution, dtype=dtype)
+      qk_key,
+      d,
+      heads,
+      head_dim,
+      alpha=qk[0],
+      beta=qk[1],
+      distribution=distribution,
+      dtype=dtype,
+    )
   if vo is not None:
     kernels["value"], kernels["out"] = vo_kernels(
-        vo_key, d, heads, head_dim, alpha=vo[0], beta=vo[1],
-        distribution=distribution, dtype=dtype)
+      vo_key,
+      d,
+      heads,
+      head_dim,
+      alpha=vo[0],
+      beta=vo[1],
+      distribution=distribution,
+      dtype=dtype,
+    )
   return kernels
 
 
 def _check_dims(d: int, heads: int, head_dim: int, with_vo: bool) -> None:
   if head_dim > d:
     raise ValueError(
-        f"head_dim={head_dim} exceeds the model width d={d}: a rank-head_dim "
-        "factorization of a (d, d) target does not exist. Use "
-        "head_dim <= d (usually head_dim = d // heads).")
+      f"head_dim={head_dim} exceeds the model width d={d}: a rank-head_dim "
+      "factorization of a (d, d) target does not exist. Use "
+      "head_dim <= d (usually head_dim = d // heads)."
+    )
   if with_vo and heads * head_dim > d:
     raise ValueError(
-        f"heads * head_dim = {heads} * {head_dim} = {heads * head_dim} "
-        f"exceeds the model width d={d}: W_v W_o has rank at most d, so "
-        "mimetic VO factors would leave value channels at exactly zero, "
-        "where they would never train. Use heads * head_dim <= d, or pass "
-        "vo=None to initialise only the QK pair.")
+      f"heads * head_dim = {heads} * {head_dim} = {heads * head_dim} "
+      f"exceeds the model width d={d}: W_v W_o has rank at most d, so "
+      "mimetic VO factors would leave value channels at exactly zero, "
+      "where they would never train. Use heads * head_dim <= d, or pass "
+      "vo=None to initialise only the QK pair."
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -195,9 +242,10 @@ def _with_value(leaf: Any, value: jax.Array) -> Any:
 
 
 def _is_attention_block(node: Any) -> bool:
-  return (isinstance(node, Mapping)
-          and all(isinstance(node.get(role), Mapping)
-                  and "kernel" in node[role] for role in ROLES))
+  return isinstance(node, Mapping) and all(
+    isinstance(node.get(role), Mapping) and "kernel" in node[role]
+    for role in ROLES
+  )
 
 
 def find_attention_blocks(params: Any) -> list[tuple[Any, ...]]:
@@ -233,35 +281,47 @@ def _path_name(path: tuple[Any, ...]) -> str:
   return "/".join(map(str, path))
 
 
-def _block_dims(block: Mapping, path: tuple[Any, ...]) -> tuple[tuple[int, ...],
-                                                                int, int, int]:
+def _block_dims(
+  block: Mapping, path: tuple[Any, ...]
+) -> tuple[tuple[int, ...], int, int, int]:
   """Returns (leading_shape, d, heads, head_dim) of a block, or raises."""
   shapes = {role: tuple(_value(block[role]["kernel"]).shape) for role in ROLES}
   where = _path_name(path) or "<root>"
   q = shapes["query"]
   if len(q) < 3:
     raise ValueError(
-        f"Attention block '{where}' has a query kernel of shape {q}; mimetic "
-        "initialization needs the multi-head layout (..., d, heads, "
-        "head_dim) of nn.MultiHeadDotProductAttention. Found kernel shapes: "
-        f"{shapes}.")
+      f"Attention block '{where}' has a query kernel of shape {q}; mimetic "
+      "initialization needs the multi-head layout (..., d, heads, "
+      "head_dim) of nn.MultiHeadDotProductAttention. Found kernel shapes: "
+      f"{shapes}."
+    )
   *lead, d, heads, head_dim = q
   lead = tuple(lead)
-  expected = {"query": q, "key": q, "value": q,
-              "out": lead + (heads, head_dim, d)}
+  expected = {
+    "query": q,
+    "key": q,
+    "value": q,
+    "out": lead + (heads, head_dim, d),
+  }
   if shapes != expected:
     raise ValueError(
-        f"Attention block '{where}' has kernel shapes {shapes}, but mimetic "
-        f"initialization needs self-attention with one width d={d} for "
-        f"inputs and outputs: {expected}. Cross-attention with different "
-        "key/value widths, or an out projection to another width, has no "
-        "identity to imitate; leave such blocks out of the params you pass.")
+      f"Attention block '{where}' has kernel shapes {shapes}, but mimetic "
+      f"initialization needs self-attention with one width d={d} for "
+      f"inputs and outputs: {expected}. Cross-attention with different "
+      "key/value widths, or an out projection to another width, has no "
+      "identity to imitate; leave such blocks out of the params you pass."
+    )
   return lead, d, heads, head_dim
 
 
-def mimetic_params(key: jax.Array, params: Any, *,
-                   qk: Strength = PAPER_QK, vo: Strength = PAPER_VO,
-                   distribution: Distribution = "normal") -> Any:
+def mimetic_params(
+  key: jax.Array,
+  params: Any,
+  *,
+  qk: Strength = PAPER_QK,
+  vo: Strength = PAPER_VO,
+  distribution: Distribution = "normal",
+) -> Any:
   """Returns `params` with every self-attention block mimetically initialised.
 
   Finds each block that uses the naming of `nn.MultiHeadDotProductAttention`
@@ -293,31 +353,43 @@ def mimetic_params(key: jax.Array, params: Any, *,
       `vo` are `None`, or when a block's shapes cannot be honoured.
   """
   if qk is None and vo is None:
-    raise ValueError("mimetic_params(qk=None, vo=None) would change nothing; "
-                     "set at least one of the two pairs.")
+    raise ValueError(
+      "mimetic_params(qk=None, vo=None) would change nothing; "
+      "set at least one of the two pairs."
+    )
   blocks = _attention_blocks(params)
   if not blocks:
     raise ValueError(
-        "mimetic_params found no self-attention block in params. It looks for "
-        "mappings with 'query', 'key', 'value' and 'out' entries that each "
-        "hold a 'kernel', as flax.linen.MultiHeadDotProductAttention creates "
-        "them. Top-level keys found: "
-        f"{list(params) if isinstance(params, Mapping) else type(params)}. "
-        "Pass the 'params' collection (variables['params']), or use "
-        "mimetic_init for attention layers with other names.")
+      "mimetic_params found no self-attention block in params. It looks for "
+      "mappings with 'query', 'key', 'value' and 'out' entries that each "
+      "hold a 'kernel', as flax.linen.MultiHeadDotProductAttention creates "
+      "them. Top-level keys found: "
+      f"{list(params) if isinstance(params, Mapping) else type(params)}. "
+      "Pass the 'params' collection (variables['params']), or use "
+      "mimetic_init for attention layers with other names."
+    )
 
   def new_leaves(block, path):
     """{path of a kernel or bias leaf: its replacement} for one block."""
     lead, d, heads, head_dim = _block_dims(block, path)
     dtype = _value(block["query"]["kernel"]).dtype
-    init = lambda k: attention_kernels(k, d, heads, head_dim, qk=qk, vo=vo,
-                                       distribution=distribution, dtype=dtype)
+    init = lambda k: attention_kernels(
+      k,
+      d,
+      heads,
+      head_dim,
+      qk=qk,
+      vo=vo,
+      distribution=distribution,
+      dtype=dtype,
+    )
     block_key = _block_key(key, path)
     if lead:  # Stacked layers (nn.scan, nnx.vmap): one independent draw per
       # index, one layer at a time (lax.map, as in `qk_kernels`).
       keys = jax.random.split(block_key, math.prod(lead))
-      kernels = jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]),
-                             jax.lax.map(init, keys))
+      kernels = jax.tree.map(
+        lambda x: x.reshape(lead + x.shape[1:]), jax.lax.map(init, keys)
+      )
     else:
       kernels = init(block_key)
     leaves = {}
@@ -326,7 +398,8 @@ def mimetic_params(key: jax.Array, params: Any, *,
       leaves[path + (role, "kernel")] = _with_value(layer["kernel"], kernel)
       if "bias" in layer:
         leaves[path + (role, "bias")] = _with_value(
-            layer["bias"], jnp.zeros_like(_value(layer["bias"])))
+          layer["bias"], jnp.zeros_like(_value(layer["bias"]))
+        )
     return leaves
 
   replaced = {}
@@ -336,24 +409,34 @@ def mimetic_params(key: jax.Array, params: Any, *,
   # Swap leaves in a pytree round trip, which keeps every container as it
   # was (dict, FrozenDict, nnx.State and whatever nests inside it).
   leaves, treedef = jax.tree_util.tree_flatten_with_path(
-      params, is_leaf=lambda node: not isinstance(node, Mapping))
+    params, is_leaf=lambda node: not isinstance(node, Mapping)
+  )
   paths = [tuple(getattr(k, "key", k) for k in path) for path, _ in leaves]
   missing = replaced.keys() - set(paths)
   if missing:
     raise ValueError(
-        "mimetic_params found attention params at "
-        f"{sorted(map(_path_name, missing))} but cannot rebuild them: a "
-        "container on the way is a Mapping that "
-        "JAX does not flatten as a pytree of its items. Convert params to "
-        "nested dicts (or a FrozenDict / nnx.State) first.")
-  return jax.tree.unflatten(treedef, [
-      replaced.get(path, leaf) for path, (_, leaf) in zip(paths, leaves)])
+      "mimetic_params found attention params at "
+      f"{sorted(map(_path_name, missing))} but cannot rebuild them: a "
+      "container on the way is a Mapping that "
+      "JAX does not flatten as a pytree of its items. Convert params to "
+      "nested dicts (or a FrozenDict / nnx.State) first."
+    )
+  return jax.tree.unflatten(
+    treedef,
+    [replaced.get(path, leaf) for path, (_, leaf) in zip(paths, leaves)],
+  )
 
 
-def mimetic_init(key: jax.Array, role: Role, num_heads: int, *,
-                 qk: Strength = PAPER_QK, vo: Strength = PAPER_VO,
-                 distribution: Distribution = "normal",
-                 fallback: Callable | None = None) -> Callable:
+def mimetic_init(
+  key: jax.Array,
+  role: Role,
+  num_heads: int,
+  *,
+  qk: Strength = PAPER_QK,
+  vo: Strength = PAPER_VO,
+  distribution: Distribution = "normal",
+  fallback: Callable | None = None,
+) -> Callable:
   """A Flax kernel initializer for one role of a mimetic attention layer.
 
   Flax gives every parameter its own key, so coupled factors need a key they
@@ -386,35 +469,45 @@ def mimetic_init(key: jax.Array, role: Role, num_heads: int, *,
     stock = _stock_attention_being_built()
     if stock is not None:
       raise ValueError(
-          f"mimetic_init(key, {role!r}, ...) was given to {stock}, which "
-          "passes one kernel_init to query, key and value and draws the out "
-          "kernel independently of the value kernel, so the factors cannot "
-          "be coupled: query, key and value would be equal, or W_v W_o would "
-          "lack its -I part. Use the drop-in modules "
-          "mimetic_jax.MimeticMultiHeadDotProductAttention (Linen) or "
-          "mimetic_jax.MimeticMultiHeadAttention (NNX), which take the same "
-          "arguments plus qk, vo and distribution; or initialise the stock "
-          "module as usual and apply mimetic_params(key, params) (Linen "
-          "params, or nnx.state(model, nnx.Param) with nnx.update). "
-          "mimetic_init itself is for attention layers that give each "
-          "projection its own initializer.")
+        f"mimetic_init(key, {role!r}, ...) was given to {stock}, which "
+        "passes one kernel_init to query, key and value and draws the out "
+        "kernel independently of the value kernel, so the factors cannot "
+        "be coupled: query, key and value would be equal, or W_v W_o would "
+        "lack its -I part. Use the drop-in modules "
+        "mimetic_jax.MimeticMultiHeadDotProductAttention (Linen) or "
+        "mimetic_jax.MimeticMultiHeadAttention (NNX), which take the same "
+        "arguments plus qk, vo and distribution; or initialise the stock "
+        "module as usual and apply mimetic_params(key, params) (Linen "
+        "params, or nnx.state(model, nnx.Param) with nnx.update). "
+        "mimetic_init itself is for attention layers that give each "
+        "projection its own initializer."
+      )
     shape = tuple(shape)
     if role == "out":
       d, width = shape[-1], math.prod(shape[:-1])
     else:
       d, width = shape[0], math.prod(shape[1:])
-    if len(shape) not in (2, 3) or width % num_heads or (
-        len(shape) == 3 and num_heads not in (shape[0], shape[1])):
+    if (
+      len(shape) not in (2, 3)
+      or width % num_heads
+      or (len(shape) == 3 and num_heads not in (shape[0], shape[1]))
+    ):
       raise ValueError(
-          f"mimetic_init({role!r}, num_heads={num_heads}) got a kernel of "
-          f"shape {shape}; it needs (d, heads * head_dim) or (d, heads, "
-          "head_dim) for query/key/value and (heads * head_dim, d) or (heads, "
-          "head_dim, d) for out, with heads == num_heads.")
+        f"mimetic_init({role!r}, num_heads={num_heads}) got a kernel of "
+        f"shape {shape}; it needs (d, heads * head_dim) or (d, heads, "
+        "head_dim) for query/key/value and (heads * head_dim, d) or (heads, "
+        "head_dim, d) for out, with heads == num_heads."
+      )
     kernels = attention_kernels(
-        key, d, num_heads, width // num_heads,
-        qk=qk if role in ("query", "key") else None,
-        vo=vo if role in ("value", "out") else None,
-        distribution=distribution, dtype=dtype)
+      key,
+      d,
+      num_heads,
+      width // num_heads,
+      qk=qk if role in ("query", "key") else None,
+      vo=vo if role in ("value", "out") else None,
+      distribution=distribution,
+      dtype=dtype,
+    )
     return kernels[role].reshape(shape)
 
   return init
@@ -434,8 +527,9 @@ def _stock_attention_being_built() -> str | None:
   running module's parent), or an `nnx.MultiHeadAttention` whose constructor
   is on the call stack (also inside `nnx.bridge.to_linen`)."""
   module = linen_module_being_initialised()
-  if module is not None and isinstance(module.parent,
-                                       nn.MultiHeadDotProductAttention):
+  if module is not None and isinstance(
+    module.parent, nn.MultiHeadDotProductAttention
+  ):
     return f"Linen's {type(module.parent).__name__}"
   # NNX passes no context to initializers; its attention constructor calls
   # them a few frames down (LinearGeneral.__init__ and its wrappers).

@@ -9,9 +9,9 @@ trainer workdir (`config.json` + `checkpoints/`); `sample.py` at the repo
 root is the command-line front end.
 """
 
+from collections.abc import Callable
 import dataclasses
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -26,8 +26,9 @@ from mimetic_jax.errors import UserError
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 
 
-def sample_logits(logits: jax.Array, key: jax.Array, *, temperature: float,
-                  top_k: int) -> jax.Array:
+def sample_logits(
+  logits: jax.Array, key: jax.Array, *, temperature: float, top_k: int
+) -> jax.Array:
   """Draws one token id from `logits` (vocab,); returns an int32 scalar.
 
   `temperature == 0` is greedy (argmax); `top_k > 0` keeps only the `top_k`
@@ -42,9 +43,16 @@ def sample_logits(logits: jax.Array, key: jax.Array, *, temperature: float,
   return jax.random.categorical(key, logits).astype(jnp.int32)
 
 
-def _step(apply_fn: ApplyFn, params: Any, window: jax.Array,
-          length: jax.Array, key: jax.Array, *, temperature: float,
-          top_k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _step(
+  apply_fn: ApplyFn,
+  params: Any,
+  window: jax.Array,
+  length: jax.Array,
+  key: jax.Array,
+  *,
+  temperature: float,
+  top_k: int,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Samples the token after `window[:length]` and appends it.
 
   Args:
@@ -58,18 +66,30 @@ def _step(apply_fn: ApplyFn, params: Any, window: jax.Array,
   """
   seq_len = window.shape[0]
   logits = apply_fn(params, window[None])[0]
-  token = sample_logits(logits[length - 1], key, temperature=temperature,
-                        top_k=top_k)
+  token = sample_logits(
+    logits[length - 1], key, temperature=temperature, top_k=top_k
+  )
   appended = window.at[jnp.minimum(length, seq_len - 1)].set(token)
   slid = jnp.concatenate([window[1:], token[None]])
   full = length >= seq_len
-  return (token, jnp.where(full, slid, appended),
-          jnp.where(full, length, length + 1))
+  return (
+    token,
+    jnp.where(full, slid, appended),
+    jnp.where(full, length, length + 1),
+  )
 
 
-def generate(apply_fn: ApplyFn, params: Any, prompt_tokens: np.ndarray, *,
-             key: jax.Array, num_tokens: int, seq_len: int,
-             temperature: float = 1.0, top_k: int = 0) -> np.ndarray:
+def generate(
+  apply_fn: ApplyFn,
+  params: Any,
+  prompt_tokens: np.ndarray,
+  *,
+  key: jax.Array,
+  num_tokens: int,
+  seq_len: int,
+  temperature: float = 1.0,
+  top_k: int = 0,
+) -> np.ndarray:
   """Continues `prompt_tokens` autoregressively.
 
   Args:
@@ -95,24 +115,28 @@ def generate(apply_fn: ApplyFn, params: Any, prompt_tokens: np.ndarray, *,
   prompt = np.asarray(prompt_tokens)
   if prompt.ndim != 1 or not prompt.size:
     raise ValueError(
-        f"The prompt must be a non-empty 1-D array of token ids (got shape "
-        f"{prompt.shape}): the model needs at least one token to condition "
-        "on. Pass a non-empty --prompt, e.g. a newline or 'ROMEO:'.")
+      f"The prompt must be a non-empty 1-D array of token ids (got shape "
+      f"{prompt.shape}): the model needs at least one token to condition "
+      "on. Pass a non-empty --prompt, e.g. a newline or 'ROMEO:'."
+    )
   if num_tokens < 0 or temperature < 0 or top_k < 0 or seq_len < 1:
     raise ValueError(
-        f"Need num_tokens >= 0, temperature >= 0, top_k >= 0 and seq_len >= "
-        f"1; got num_tokens={num_tokens}, temperature={temperature}, "
-        f"top_k={top_k}, seq_len={seq_len}.")
+      f"Need num_tokens >= 0, temperature >= 0, top_k >= 0 and seq_len >= "
+      f"1; got num_tokens={num_tokens}, temperature={temperature}, "
+      f"top_k={top_k}, seq_len={seq_len}."
+    )
   context = prompt[-seq_len:].astype(np.int32)
   window = np.zeros(seq_len, np.int32)
-  window[:len(context)] = context
+  window[: len(context)] = context
   window, length = jnp.asarray(window), jnp.int32(len(context))
-  step = jax.jit(functools.partial(_step, apply_fn, temperature=temperature,
-                                   top_k=top_k))
+  step = jax.jit(
+    functools.partial(_step, apply_fn, temperature=temperature, top_k=top_k)
+  )
   tokens = []
   for i in range(num_tokens):
-    token, window, length = step(params, window, length,
-                                 jax.random.fold_in(key, i))
+    token, window, length = step(
+      params, window, length, jax.random.fold_in(key, i)
+    )
     tokens.append(token)
   if not tokens:
     return np.zeros(0, np.int32)
@@ -122,6 +146,7 @@ def generate(apply_fn: ApplyFn, params: Any, prompt_tokens: np.ndarray, *,
 @dataclasses.dataclass(frozen=True)
 class Run:
   """What `load_run` rebuilds from a workdir."""
+
   config: ml_collections.ConfigDict
   tokenizer: Any  # tokenizers.ByteTokenizer | SentencePieceTokenizer
   model: Any  # models.TransformerLM
@@ -134,18 +159,22 @@ class Run:
 
 
 def _train_command(workdir: str) -> str:
-  return (f"python main.py --config configs/tiny_shakespeare.py --workdir "
-          f"{workdir} (or the LM config you trained with)")
+  return (
+    f"python main.py --config configs/tiny_shakespeare.py --workdir "
+    f"{workdir} (or the LM config you trained with)"
+  )
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The resolved config the trainer saved as `workdir/config.json`."""
   config = workdir_lib.load_config(
-      workdir, hint=f"Train a language model first: {_train_command(workdir)}.")
+    workdir, hint=f"Train a language model first: {_train_command(workdir)}."
+  )
   if config.get("task") != "lm":
     raise UserError(
-        f"{workdir} holds a run with task={config.get('task')!r}; sampling "
-        "needs a language model (task='lm'), e.g. configs/tiny_shakespeare.py.")
+      f"{workdir} holds a run with task={config.get('task')!r}; sampling "
+      "needs a language model (task='lm'), e.g. configs/tiny_shakespeare.py."
+    )
   return config
 
 
@@ -153,6 +182,7 @@ def load_tokenizer(config: ml_collections.ConfigDict, workdir: str):
   """The run's tokenizer: bytes, or the SentencePiece model the trainer cached
   in `workdir` (`tokenizers.load_saved_tokenizer`; raises its UserError)."""
   from mimetic_jax.data import tokenizers  # pylint: disable=g-import-not-at-top
+
   return tokenizers.load_saved_tokenizer(config.dataset, workdir)
 
 
@@ -170,7 +200,14 @@ def load_run(workdir: str, *, device: jax.Device | None = None) -> Run:
   config = load_config(workdir)
   tokenizer = load_tokenizer(config, workdir)
   trained = workdir_lib.load_model(
-      workdir, device=device,
-      hint=f"Train first (a rerun resumes): {_train_command(workdir)}.")
-  return Run(config=config, tokenizer=tokenizer, model=trained.model,
-             params=trained.params, step=trained.step)
+    workdir,
+    device=device,
+    hint=f"Train first (a rerun resumes): {_train_command(workdir)}.",
+  )
+  return Run(
+    config=config,
+    tokenizer=tokenizer,
+    model=trained.model,
+    params=trained.params,
+    step=trained.step,
+  )

@@ -39,34 +39,48 @@ import numpy as np
 from mimetic_jax.models import ViT
 from mimetic_jax.models.vit import posemb_sincos_2d
 
+
 def timm_vit(model: ViT, image_size: int, in_chans: int = 3):
   """timm's `VisionTransformer` with `model`'s architecture: timm's own
   initialization (see `load_params` to copy Flax weights in) except for the
   position embedding, which is `model`'s fixed 2-D sin-cos table and frozen."""
   from timm.models import vision_transformer  # pylint: disable=g-import-not-at-top
+
   if model.posemb != "sincos2d":
     raise ValueError(f"Only posemb='sincos2d' is ported, not {model.posemb!r}.")
   if model.mlp_dim % model.width:
-    raise ValueError("timm needs mlp_dim to be a multiple of width; got "
-                     f"{model.mlp_dim} and {model.width}.")
+    raise ValueError(
+      "timm needs mlp_dim to be a multiple of width; got "
+      f"{model.mlp_dim} and {model.width}."
+    )
   import torch  # pylint: disable=g-import-not-at-top
+
   vit = vision_transformer.VisionTransformer(
-      img_size=image_size, patch_size=model.patch_size, in_chans=in_chans,
-      num_classes=model.num_classes, embed_dim=model.width,
-      depth=model.depth, num_heads=model.num_heads,
-      mlp_ratio=model.mlp_dim / model.width, qkv_bias=True,
-      class_token=model.pool == "token",
-      global_pool="token" if model.pool == "token" else "avg",
-      fc_norm=False, no_embed_class=True)
+    img_size=image_size,
+    patch_size=model.patch_size,
+    in_chans=in_chans,
+    num_classes=model.num_classes,
+    embed_dim=model.width,
+    depth=model.depth,
+    num_heads=model.num_heads,
+    mlp_ratio=model.mlp_dim / model.width,
+    qkv_bias=True,
+    class_token=model.pool == "token",
+    global_pool="token" if model.pool == "token" else "avg",
+    fc_norm=False,
+    no_embed_class=True,
+  )
   with torch.no_grad():  # Fixed, as in the Flax ViT.
-    vit.pos_embed.copy_(_tensor(posemb_sincos_2d(*vit.patch_embed.grid_size,
-                                                 vit.embed_dim)))
+    vit.pos_embed.copy_(
+      _tensor(posemb_sincos_2d(*vit.patch_embed.grid_size, vit.embed_dim))
+    )
   vit.pos_embed.requires_grad_(False)
   return vit
 
 
 def _tensor(array: Any):
   import torch  # pylint: disable=g-import-not-at-top
+
   return torch.from_numpy(np.array(array, np.float32))
 
 
@@ -84,10 +98,12 @@ def _layer_norm(norm, params: Any) -> None:
 def load_params(vit, params: Any) -> None:
   """Copies Flax `ViT` params into `vit` (from `timm_vit`), in place."""
   import torch  # pylint: disable=g-import-not-at-top
+
   with torch.no_grad():
     embedding = params["embedding"]
     vit.patch_embed.proj.weight.copy_(
-        _tensor(np.transpose(embedding["kernel"], (3, 2, 0, 1))))
+      _tensor(np.transpose(embedding["kernel"], (3, 2, 0, 1)))
+    )
     vit.patch_embed.proj.bias.copy_(_tensor(embedding["bias"]))
     if vit.cls_token is not None:
       vit.cls_token.copy_(_tensor(params["cls"]))
@@ -95,15 +111,27 @@ def load_params(vit, params: Any) -> None:
       p = params[f"encoderblock_{i}"]
       attention = p["attention"]
       d = vit.embed_dim
-      flat = lambda name: np.asarray(attention[name]["kernel"]).reshape(d, d)
-      block.attn.qkv.weight.copy_(_tensor(np.concatenate(
-          [flat("query").T, flat("key").T, flat("value").T])))
-      block.attn.qkv.bias.copy_(_tensor(np.concatenate(
-          [np.asarray(attention[n]["bias"]).reshape(d)
-           for n in ("query", "key", "value")])))
-      _linear(block.attn.proj,
-              np.asarray(attention["out"]["kernel"]).reshape(d, d),
-              attention["out"]["bias"])
+      flat = lambda name: np.asarray(attention[name]["kernel"]).reshape(d, d)  # noqa: B023 (used in this iteration)
+      block.attn.qkv.weight.copy_(
+        _tensor(
+          np.concatenate([flat("query").T, flat("key").T, flat("value").T])
+        )
+      )
+      block.attn.qkv.bias.copy_(
+        _tensor(
+          np.concatenate(
+            [
+              np.asarray(attention[n]["bias"]).reshape(d)
+              for n in ("query", "key", "value")
+            ]
+          )
+        )
+      )
+      _linear(
+        block.attn.proj,
+        np.asarray(attention["out"]["kernel"]).reshape(d, d),
+        attention["out"]["bias"],
+      )
       _layer_norm(block.norm1, p["norm1"])
       _layer_norm(block.norm2, p["norm2"])
       _linear(block.mlp.fc1, p["mlp"]["fc1"]["kernel"], p["mlp"]["fc1"]["bias"])

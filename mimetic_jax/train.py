@@ -18,35 +18,41 @@ import time
 import jax
 import ml_collections
 
-from mimetic_jax import checkpointing
+from mimetic_jax import (
+  checkpointing,
+  diagnostics,
+  evaluate,
+  feeds,
+  metric_logging,
+  optim,
+  signals,
+  steps,
+  tasks,
+)
 from mimetic_jax import config as config_lib
 from mimetic_jax import data as data_lib
-from mimetic_jax import diagnostics
-from mimetic_jax import evaluate
-from mimetic_jax import feeds
-from mimetic_jax import metric_logging
-from mimetic_jax import optim
-from mimetic_jax import signals
-from mimetic_jax import steps
-from mimetic_jax import tasks
 from mimetic_jax import workdir as workdir_lib
 from mimetic_jax.errors import UserError
 from mimetic_jax.models import factory
 from mimetic_jax.models import init as init_lib
 
 
-def _warn_if_warmup_covers_run(config, total_steps, warmup_steps,
-                               steps_per_epoch, log) -> None:
+def _warn_if_warmup_covers_run(
+  config, total_steps, warmup_steps, steps_per_epoch, log
+) -> None:
   if warmup_steps >= total_steps:
-    log(f"Warning: the warm-up ({config.warmup_epochs} epochs = "
-        f"{warmup_steps} steps) is not shorter than the run ({total_steps} "
-        "steps), so the learning rate never reaches learning_rate="
-        f"{config.learning_rate}. For a short run set e.g. --config."
-        f"warmup_epochs={0.1 * total_steps / steps_per_epoch:.3g}.")
+    log(
+      f"Warning: the warm-up ({config.warmup_epochs} epochs = "
+      f"{warmup_steps} steps) is not shorter than the run ({total_steps} "
+      "steps), so the learning rate never reaches learning_rate="
+      f"{config.learning_rate}. For a short run set e.g. --config."
+      f"warmup_epochs={0.1 * total_steps / steps_per_epoch:.3g}."
+    )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict,
-                       workdir: str) -> dict[str, float]:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str
+) -> dict[str, float]:
   """Trains and evaluates; returns the final eval metrics."""
   config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
@@ -59,27 +65,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   task = tasks.get_task(config)
 
   start = time.perf_counter()
-  dataset = data_lib.load(config, process_index=jax.process_index(),
-                          process_count=jax.process_count(), workdir=workdir)
+  dataset = data_lib.load(
+    config,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    workdir=workdir,
+  )
   load_seconds = time.perf_counter() - start
   info = dataset.info
   model = factory.make_model(config, info)
 
-  ckpt = checkpointing.Checkpointer(workdir,
-                                    every_steps=config.checkpoint_every_steps,
-                                    max_to_keep=config.max_to_keep)
+  ckpt = checkpointing.Checkpointer(
+    workdir,
+    every_steps=config.checkpoint_every_steps,
+    max_to_keep=config.max_to_keep,
+  )
   first_step = ckpt.latest_step or 0
   feed = feeds.make_feed(mesh, dataset, config, first_step=first_step)
   steps_per_epoch = feed.steps_per_epoch
   total_steps, warmup_steps = optim.step_budget(config, steps_per_epoch)
-  _warn_if_warmup_covers_run(config, total_steps, warmup_steps,
-                             steps_per_epoch, log)
+  _warn_if_warmup_covers_run(
+    config, total_steps, warmup_steps, steps_per_epoch, log
+  )
   eval_every = max(1, round(config.eval_every_epochs * steps_per_epoch))
-  log(f"Data: {steps_per_epoch * config.batch_size} training examples used "
-      f"({steps_per_epoch} steps of {config.batch_size} per epoch), "
-      f"{info.num_eval} eval items{'' if dataset.stream is None else ' (streamed)'}; "
-      f"loaded in {load_seconds:.1f}s. {total_steps} steps on "
-      f"{num_devices} x {jax.devices()[0].device_kind}.")
+  log(
+    f"Data: {steps_per_epoch * config.batch_size} training examples used "
+    f"({steps_per_epoch} steps of {config.batch_size} per epoch), "
+    f"{info.num_eval} eval items{' (streamed)' if dataset.stream else ''}; "
+    f"loaded in {load_seconds:.1f}s. {total_steps} steps on "
+    f"{num_devices} x {jax.devices()[0].device_kind}."
+  )
 
   tx, schedule = optim.make_optimizer(config, total_steps, warmup_steps)
   inputs = factory.dummy_inputs(config, info)
@@ -90,17 +105,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   abstract_state = jax.eval_shape(init_state)
   state_sharding = jax.tree.map(
-      lambda _: jax.NamedSharding(mesh, jax.P()), abstract_state)
+    lambda _: jax.NamedSharding(mesh, jax.P()), abstract_state
+  )
   if ckpt.latest_step is not None:
-    state = ckpt.restore(jax.tree.map(
+    state = ckpt.restore(
+      jax.tree.map(
         lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-        abstract_state, state_sharding))
+        abstract_state,
+        state_sharding,
+      )
+    )
     log(f"Resumed from {ckpt.directory} at step {int(state.step)}.")
   else:
     state = jax.jit(init_state, out_shardings=state_sharding)()
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
-    log(f"Initialized {type(model).__name__} ({num_params:,} params) with "
-        f"init={config.init!r}.")
+    log(
+      f"Initialized {type(model).__name__} ({num_params:,} params) with "
+      f"init={config.init!r}."
+    )
 
   step = int(state.step)
   key = jax.random.key(config.seed)
@@ -109,16 +131,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   compile_seconds = time.perf_counter() - start
   log(f"Compiled the train step in {compile_seconds:.1f}s.")
   evaluator = evaluate.Evaluator(
-      mesh, task=task, apply_fn=model.apply, feed=feed, info=info,
-      local_batch_size=config.eval_batch_size // num_devices)
+    mesh,
+    task=task,
+    apply_fn=model.apply,
+    feed=feed,
+    info=info,
+    local_batch_size=config.eval_batch_size // num_devices,
+  )
 
   writer = metric_logging.MetricWriter(workdir, enabled=is_main)
-  writer.write(step, {"compile_seconds": compile_seconds,
-                      "total_steps": total_steps,
-                      "steps_per_epoch": steps_per_epoch})
+  writer.write(
+    step,
+    {
+      "compile_seconds": compile_seconds,
+      "total_steps": total_steps,
+      "steps_per_epoch": steps_per_epoch,
+    },
+  )
   items_per_step = config.batch_size * tasks.items_per_example(config)
-  meter = metric_logging.Throughput(step, total_steps, items_per_step,
-                                    num_devices)
+  meter = metric_logging.Throughput(
+    step, total_steps, items_per_step, num_devices
+  )
 
   def run_eval(step: int) -> dict[str, float]:
     jax.block_until_ready(state)  # Queued train steps are not eval time.
@@ -129,9 +162,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     metrics["epoch"] = step / steps_per_epoch
     metrics["eval_seconds"] = time.perf_counter() - tic
     writer.write(step, metrics)
-    log(f"eval at step {step} (epoch {step / steps_per_epoch:.2f}): "
-        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
-                    if k.startswith("eval_") and k != "eval_seconds"))
+    log(
+      f"eval at step {step} (epoch {step / steps_per_epoch:.2f}): "
+      + ", ".join(
+        f"{k} {v:.4f}"
+        for k, v in metrics.items()
+        if k.startswith("eval_") and k != "eval_seconds"
+      )
+    )
     return metrics
 
   first_step, eval_metrics = step, {}
@@ -140,22 +178,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       state, step_metrics = train_step(state, key)
       step += 1
       if step % config.log_every_steps == 0 or step == total_steps:
-        metrics = {k: float(v)
-                   for k, v in jax.device_get(step_metrics).items()}
+        metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
         if not all(math.isfinite(v) for v in metrics.values()):
           ckpt.wait()
           raise UserError(
-              f"Non-finite training metrics at step {step}: {metrics}. The "
-              "last good checkpoint is kept in "
-              f"{ckpt.directory}; lower the learning rate, enable "
-              "grad_clip_norm, or check the data.")
+            f"Non-finite training metrics at step {step}: {metrics}. The "
+            "last good checkpoint is kept in "
+            f"{ckpt.directory}; lower the learning rate, enable "
+            "grad_clip_norm, or check the data."
+          )
         metrics["learning_rate"] = float(schedule(step - 1))
         metrics.update(meter.update(step))
         metrics = evaluate.train_metrics(metrics, info)
         writer.write(step, metrics)
-        log(metric_logging.progress_line(
-            step, total_steps, step / steps_per_epoch, metrics, task.unit,
-            meter.eta(step)))
+        log(
+          metric_logging.progress_line(
+            step,
+            total_steps,
+            step / steps_per_epoch,
+            metrics,
+            task.unit,
+            meter.eta(step),
+          )
+        )
       if step % eval_every == 0 and step < total_steps:
         with meter.excluded(state):
           eval_metrics = run_eval(step)
@@ -165,8 +210,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       if stop.received:
         ckpt.maybe_save(step, state, force=True)
         ckpt.wait()
-        log(f"Received {stop.received}: saved step {step} to "
-            f"{ckpt.directory}; rerun the same command to resume.")
+        log(
+          f"Received {stop.received}: saved step {step} to "
+          f"{ckpt.directory}; rerun the same command to resume."
+        )
         writer.close()
         return eval_metrics
     if step > first_step or not eval_metrics:

@@ -26,8 +26,9 @@ def default_workdir(config_path: str, config: ml_collections.ConfigDict) -> str:
   `workdirs/cifar10_smoke_mimetic_seed0`."""
   path, _, preset = config_path.partition(":")
   name = os.path.splitext(os.path.basename(path))[0]
-  parts = [name] + ([preset] if preset else []) + [config.init,
-                                                    f"seed{config.seed}"]
+  parts = (
+    [name] + ([preset] if preset else []) + [config.init, f"seed{config.seed}"]
+  )
   return os.path.join("workdirs", "_".join(parts))
 
 
@@ -46,37 +47,45 @@ def load_config(workdir: str, *, hint: str = "") -> ml_collections.ConfigDict:
   path = os.path.join(workdir, "config.json")
   if not os.path.isfile(path):
     raise UserError(
-        f"{path} does not exist, so {workdir} is not a trainer workdir: "
-        "main.py writes config.json there when a run starts, and "
-        f"checkpoints/ as it trains. {hint}".rstrip())
+      f"{path} does not exist, so {workdir} is not a trainer workdir: "
+      "main.py writes config.json there when a run starts, and "
+      f"checkpoints/ as it trains. {hint}".rstrip()
+    )
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def info_from_params(config: ml_collections.ConfigDict,
-                     params: Any) -> DatasetInfo:
+def info_from_params(
+  config: ml_collections.ConfigDict, params: Any
+) -> DatasetInfo:
   """The dataset facts a model's shapes depend on, read off its params:
   classes and image channels (ViT), or vocabulary size (LM)."""
   if config.task == "lm":
     return DatasetInfo(vocab_size=int(params["embed"]["embedding"].shape[0]))
   head = params.get("head", {}).get("kernel")
   return DatasetInfo(
-      num_classes=0 if head is None else int(head.shape[-1]),
-      image_channels=int(params["embedding"]["kernel"].shape[2]))
+    num_classes=0 if head is None else int(head.shape[-1]),
+    image_channels=int(params["embedding"]["kernel"].shape[2]),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
   """A workdir's config, rebuilt model and trained params at `step`."""
+
   config: ml_collections.ConfigDict
   model: nn.Module
   params: Any
   step: int
 
 
-def load_model(workdir: str, step: int | None = None, *,
-               device: jax.Device | None = None,
-               hint: str = "") -> TrainedModel:
+def load_model(
+  workdir: str,
+  step: int | None = None,
+  *,
+  device: jax.Device | None = None,
+  hint: str = "",
+) -> TrainedModel:
   """Rebuilds the model of `workdir` from its `config.json` and reads the
   params of checkpoint `step` (None = the latest) onto `device`.
 
@@ -85,17 +94,20 @@ def load_model(workdir: str, step: int | None = None, *,
       checkpoint that does not fit the model the config describes.
   """
   config = load_config(workdir, hint=hint)
-  params, step = checkpointing.restore_params(workdir, step, device=device,
-                                              hint=hint)
+  params, step = checkpointing.restore_params(
+    workdir, step, device=device, hint=hint
+  )
   info = info_from_params(config, params)
   model = factory.make_model(config, info)
-  expected = jax.eval_shape(model.init, jax.random.key(0),
-                            factory.dummy_inputs(config, info))["params"]
+  expected = jax.eval_shape(
+    model.init, jax.random.key(0), factory.dummy_inputs(config, info)
+  )["params"]
   shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)
   if shapes(expected) != shapes(params):
     raise UserError(
-        f"The checkpoint at step {step} in {workdir} does not fit the model "
-        f"its config.json describes (params shapes differ: "
-        f"{shapes(params)} vs {shapes(expected)}). Was config.json edited "
-        "or copied from another run?")
+      f"The checkpoint at step {step} in {workdir} does not fit the model "
+      f"its config.json describes (params shapes differ: "
+      f"{shapes(params)} vs {shapes(expected)}). Was config.json edited "
+      "or copied from another run?"
+    )
   return TrainedModel(config=config, model=model, params=params, step=step)

@@ -10,8 +10,12 @@ import os
 import pathlib
 
 # Eight fake CPU devices for the data-parallel tests; must precede JAX's import.
-os.environ["XLA_FLAGS"] = " ".join(filter(None, [
-    os.environ.get("XLA_FLAGS"), "--xla_force_host_platform_device_count=8"]))
+os.environ["XLA_FLAGS"] = " ".join(
+  filter(
+    None,
+    [os.environ.get("XLA_FLAGS"), "--xla_force_host_platform_device_count=8"],
+  )
+)
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import PIL.Image  # pylint: disable=g-import-not-at-top
@@ -19,15 +23,17 @@ import pytest  # pylint: disable=g-import-not-at-top
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(
-    os.environ.get("MIMETIC_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+  os.environ.get("MIMETIC_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")
+)
 
 
 def _shared_file(relative: str) -> pathlib.Path:
   path = SHARED_DATA / relative
   if not path.exists():
     pytest.skip(
-        f"needs real data at {path}; put the project's shared data folder "
-        "there or set MIMETIC_SHARED_DATA to its location")
+      f"needs real data at {path}; put the project's shared data folder "
+      "there or set MIMETIC_SHARED_DATA to its location"
+    )
   return path
 
 
@@ -63,5 +69,6 @@ def image_folder(tmp_path_factory) -> pathlib.Path:
         pixels = rng.integers(0, 96, (16, 16, 3))
         pixels[..., label] += 150
         PIL.Image.fromarray(pixels.astype(np.uint8)).save(
-            root / split / name / f"{i}.png")
+          root / split / name / f"{i}.png"
+        )
   return root

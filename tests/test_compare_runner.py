@@ -21,23 +21,31 @@ import types
 
 import pytest
 
-from mimetic_jax.compare import runner
-from mimetic_jax.compare import workdirs
+from mimetic_jax.compare import runner, workdirs
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUNS = ("default_seed0", "default_seed1", "mimetic_seed0", "mimetic_seed1")
 # One CPU device per trainer. 96 training images in batches of 16: 6 steps
 # per epoch, evals at steps 3, 6, 9 and 12 (exactly 25/50/75/100 % of the
 # budget), checkpoints at 4, 8 and 12.
-ENV = dict(os.environ, JAX_PLATFORMS="cpu",
-           XLA_FLAGS="--xla_force_host_platform_device_count=1")
+ENV = dict(
+  os.environ,
+  JAX_PLATFORMS="cpu",
+  XLA_FLAGS="--xla_force_host_platform_device_count=1",
+)
 TINY_OVERRIDES = (
-    "--config.dataset.image_size=16", "--config.model.patch_size=4",
-    "--config.batch_size=16", "--config.eval_batch_size=24",
-    "--config.total_steps=12", "--config.log_every_steps=1",
-    "--config.checkpoint_every_steps=4", "--config.eval_every_epochs=0.5",
-    "--config.dataset.max_train_examples=0",
-    "--config.dataset.max_eval_examples=0", "--config.learning_rate=1e-3")
+  "--config.dataset.image_size=16",
+  "--config.model.patch_size=4",
+  "--config.batch_size=16",
+  "--config.eval_batch_size=24",
+  "--config.total_steps=12",
+  "--config.log_every_steps=1",
+  "--config.checkpoint_every_steps=4",
+  "--config.eval_every_epochs=0.5",
+  "--config.dataset.max_train_examples=0",
+  "--config.dataset.max_eval_examples=0",
+  "--config.learning_rate=1e-3",
+)
 
 
 def _cells(markdown: str, first: str) -> list[str]:
@@ -88,17 +96,28 @@ def _command(*args: str) -> list[str]:
 
 
 def _compare(*args: str) -> subprocess.CompletedProcess:
-  return subprocess.run(_command(*args), cwd=REPO_ROOT, env=ENV,
-                        capture_output=True, text=True, timeout=900,
-                        check=False)
+  return subprocess.run(
+    _command(*args),
+    cwd=REPO_ROOT,
+    env=ENV,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
 
 
 def _interrupt(args, run: str, progress: str) -> tuple[int, str]:
   """Runs the comparison, sends SIGTERM once `run`'s output shows
   `progress`; returns (exit code, output)."""
-  process = subprocess.Popen(_command(*args), cwd=REPO_ROOT, env=ENV,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+  process = subprocess.Popen(
+    _command(*args),
+    cwd=REPO_ROOT,
+    env=ENV,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
   output = []
   for line in process.stdout:
     output.append(line)
@@ -114,8 +133,10 @@ def _records(run_dir: pathlib.Path) -> list[dict]:
 def _snapshot(workdir: pathlib.Path) -> dict[str, bytes]:
   """The comparison's files and every run's, byte for byte."""
   files = [workdir / "results.md", workdir / workdirs.COMMAND_FILE] + [
-      workdir / run / name for run in RUNS
-      for name in ("metrics.jsonl", "config.json", "final_metrics.json")]
+    workdir / run / name
+    for run in RUNS
+    for name in ("metrics.jsonl", "config.json", "final_metrics.json")
+  ]
   return {str(f.relative_to(workdir)): f.read_bytes() for f in files}
 
 
@@ -133,11 +154,22 @@ def comparison(image_folder, tmp_path_factory) -> types.SimpleNamespace:
   """
   root = tmp_path_factory.mktemp("compare")
   workdir = root / "comparison"
-  args = ("--config", "configs/cifar10.py:smoke", "--seeds", "0,1",
-          "--inits", "default,mimetic", "--workdir", str(workdir),
-          f"--config.dataset.path={image_folder}",
-          f"--config.dataset.data_dir={root / 'tfds'}", *TINY_OVERRIDES,
-          "--noconfig.augment.flip", "--config.model.dropout", "0.0")
+  args = (
+    "--config",
+    "configs/cifar10.py:smoke",
+    "--seeds",
+    "0,1",
+    "--inits",
+    "default,mimetic",
+    "--workdir",
+    str(workdir),
+    f"--config.dataset.path={image_folder}",
+    f"--config.dataset.data_dir={root / 'tfds'}",
+    *TINY_OVERRIDES,
+    "--noconfig.augment.flip",
+    "--config.model.dropout",
+    "0.0",
+  )
   stages = types.SimpleNamespace(workdir=workdir, args=args)
   stages.interrupted = _interrupt(args, "mimetic_seed1", " step 2/12 |")
   stages.resumed = _compare(*args)
@@ -159,16 +191,18 @@ def test_interrupted_comparison_saves_and_stops(comparison):
   for index, run in enumerate(RUNS[:3], 1):
     assert f"[{run}] ({index}/4) training in" in output
     assert f"[{run}] ({index}/4) finished." in output
-  assert re.search(r"^\[mimetic_seed1\] .*Received SIGTERM: saved step",
-                   output, re.M), output
-  assert ("[mimetic_seed1] (4/4) stopped by SIGTERM (exit code 0); rerun the "
-          "same command to resume.") in output
+  assert re.search(
+    r"^\[mimetic_seed1\] .*Received SIGTERM: saved step", output, re.M
+  ), output
+  assert (
+    "[mimetic_seed1] (4/4) stopped by SIGTERM (exit code 0); rerun the "
+    "same command to resume."
+  ) in output
   assert "Traceback" not in output
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_runs_and_resumes_the_interrupted_one(
-    comparison):
+def test_rerun_skips_finished_runs_and_resumes_the_interrupted_one(comparison):
   _, first = comparison.interrupted
   stopped = int(first.split("Received SIGTERM: saved step ")[1].split()[0])
   assert 2 <= stopped < 12
@@ -182,12 +216,12 @@ def test_rerun_skips_finished_runs_and_resumes_the_interrupted_one(
   assert "[mimetic_seed1] (4/4) finished." in result.stdout
   # Resumed, not restarted: every step logged once, across two attempts.
   records = _records(comparison.workdir / "mimetic_seed1")
-  assert [r["step"] for r in records if "train_loss" in r] == list(
-      range(1, 13))
+  assert [r["step"] for r in records if "train_loss" in r] == list(range(1, 13))
   assert [r["step"] for r in records if "eval_accuracy" in r] == [3, 6, 9, 12]
   for run in RUNS:
     wall = json.loads(
-        (comparison.workdir / run / workdirs.WALL_TIME_FILE).read_text())
+      (comparison.workdir / run / workdirs.WALL_TIME_FILE).read_text()
+    )
     assert wall["attempts"] == (2 if run == "mimetic_seed1" else 1)
     assert wall["wall_seconds"] > 0
 
@@ -197,14 +231,19 @@ def test_results_match_the_runs(comparison):
   workdir = comparison.workdir
   text = comparison.after_resumed["results.md"].decode()
   assert text.startswith(
-      "# Comparison: default vs mimetic on configs/cifar10.py:smoke\n")
-  assert "python -m mimetic_jax.compare --config configs/cifar10.py:smoke" \
-      in text
+    "# Comparison: default vs mimetic on configs/cifar10.py:smoke\n"
+  )
+  assert (
+    "python -m mimetic_jax.compare --config configs/cifar10.py:smoke" in text
+  )
   assert "higher is better" in text and "(12 steps)" in text
   assert "not finished" not in text
   assert _cells(text, "init")[4:8] == [
-      "at 25 % (step 3)", "at 50 % (step 6)", "at 75 % (step 9)",
-      "at 100 % (step 12)"]
+    "at 25 % (step 3)",
+    "at 50 % (step 6)",
+    "at 75 % (step 9)",
+    "at 100 % (step 12)",
+  ]
   finals = {}
   for run in RUNS:
     final = json.loads((workdir / run / "final_metrics.json").read_text())
@@ -222,20 +261,21 @@ def test_results_match_the_runs(comparison):
     values = [100 * finals[f"{init}_seed{s}"] for s in (0, 1)]
     cells = _cells(text, init)
     assert cells[1] == "0,1"
-    assert cells[2] == (f"{statistics.mean(values):.2f} ± "
-                        f"{statistics.stdev(values):.2f}")
+    assert cells[2] == (
+      f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+    )
     assert cells[7] == cells[2]  # 100 % of the budget is the final eval.
-  delta = (statistics.mean([finals["mimetic_seed0"], finals["mimetic_seed1"]])
-           - statistics.mean([finals["default_seed0"],
-                              finals["default_seed1"]]))
+  delta = statistics.mean(
+    [finals["mimetic_seed0"], finals["mimetic_seed1"]]
+  ) - statistics.mean([finals["default_seed0"], finals["default_seed1"]])
   assert _cells(text, "mimetic")[8] == f"{100 * delta:+.2f}"
   assert not (workdir / "bits_per_byte.png").exists()
   saved = json.loads((workdir / workdirs.COMMAND_FILE).read_text())
   assert saved["inits"] == ["default", "mimetic"] and saved["seeds"] == [0, 1]
   # The overrides each run was given, as absl parsed them.
   assert saved["overrides"] == [
-      a.replace("=1e-3", "=0.001") for a in comparison.args[8:-3]] + [
-          "--noconfig.augment.flip", "--config.model.dropout=0.0"]
+    a.replace("=1e-3", "=0.001") for a in comparison.args[8:-3]
+  ] + ["--noconfig.augment.flip", "--config.model.dropout=0.0"]
   for run in RUNS:
     config = json.loads((workdir / run / "config.json").read_text())
     assert config["augment"]["flip"] is False
@@ -258,8 +298,9 @@ def test_rerun_with_another_config_is_refused_before_training(comparison):
   result = comparison.refused
   assert result.returncode == 1
   assert "different config than this command" in result.stderr
-  assert "learning_rate: 0.001 (default_seed0) vs 0.01 (wanted)" in \
-      result.stderr
+  assert (
+    "learning_rate: 0.001 (default_seed0) vs 0.01 (wanted)" in result.stderr
+  )
   assert "Use a new --workdir" in result.stderr
   assert "Traceback" not in result.stderr
   assert "Comparing" not in result.stdout
@@ -283,12 +324,19 @@ def test_report_only_rebuilds_the_report(comparison):
 
 @pytest.mark.slow
 def test_failed_run_is_reported_and_the_exit_code_says_so(tmp_path):
-  result = _compare("--config", "configs/cifar10.py:smoke", "--inits",
-                    "default", "--seeds", "0", "--workdir",
-                    str(tmp_path / "comparison"),
-                    f"--config.dataset.path={tmp_path / 'nowhere'}",
-                    f"--config.dataset.data_dir={tmp_path / 'tfds'}",
-                    *TINY_OVERRIDES)
+  result = _compare(
+    "--config",
+    "configs/cifar10.py:smoke",
+    "--inits",
+    "default",
+    "--seeds",
+    "0",
+    "--workdir",
+    str(tmp_path / "comparison"),
+    f"--config.dataset.path={tmp_path / 'nowhere'}",
+    f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+    *TINY_OVERRIDES,
+  )
   assert result.returncode == 1
   assert "[default_seed0] (1/1) FAILED with exit code 1" in result.stdout
   assert "1 run(s) failed: default_seed0." in result.stdout
@@ -299,17 +347,27 @@ def test_failed_run_is_reported_and_the_exit_code_says_so(tmp_path):
   assert _cells(text, "default")[1:3] == ["0 (0 finished)", "—"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--config.seed=3",), "--config.seed is set per run by the runner; use "
-     "--seeds instead."),
+@pytest.mark.parametrize(
+  "args, message",
+  [
+    (
+      ("--config.seed=3",),
+      "--config.seed is set per run by the runner; use --seeds instead.",
+    ),
     (("--inits", "default,xavier"), "unknown init(s) ['xavier']"),
     (("--seeds", "1,1"), "repeats a seed"),
     (("--config.lerning_rate=1",), 'Did you mean "learning_rate"'),
-])
+  ],
+)
 @pytest.mark.slow
 def test_command_line_errors(args, message, tmp_path):
-  result = _compare("--config", "configs/cifar10.py:smoke", "--workdir",
-                    str(tmp_path / "comparison"), *args)
+  result = _compare(
+    "--config",
+    "configs/cifar10.py:smoke",
+    "--workdir",
+    str(tmp_path / "comparison"),
+    *args,
+  )
   assert result.returncode == 1
   assert message in result.stderr
   assert "Traceback" not in result.stderr
@@ -330,11 +388,18 @@ def test_config_is_required_unless_report_only(tmp_path):
 def test_language_model_comparison(tinyshakespeare_dir, tmp_path):
   """Two smoke runs on Tiny Shakespeare: judged by eval bits per byte."""
   workdir = tmp_path / "comparison"
-  result = _compare("--config", "configs/tiny_shakespeare.py:smoke",
-                    "--inits", "default,mimetic", "--seeds", "0",
-                    "--workdir", str(workdir),
-                    f"--config.dataset.manual_dir={tinyshakespeare_dir}",
-                    f"--config.dataset.data_dir={tmp_path / 'tfds'}")
+  result = _compare(
+    "--config",
+    "configs/tiny_shakespeare.py:smoke",
+    "--inits",
+    "default,mimetic",
+    "--seeds",
+    "0",
+    "--workdir",
+    str(workdir),
+    f"--config.dataset.manual_dir={tinyshakespeare_dir}",
+    f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+  )
   assert result.returncode == 0, result.stdout + result.stderr
   assert (workdir / "bits_per_byte.png").read_bytes().startswith(b"\x89PNG")
   assert not (workdir / "accuracy.png").exists()
@@ -343,11 +408,13 @@ def test_language_model_comparison(tinyshakespeare_dir, tmp_path):
   finals = {}
   for init in ("default", "mimetic"):
     final = json.loads(
-        (workdir / f"{init}_seed0" / "final_metrics.json").read_text())
+      (workdir / f"{init}_seed0" / "final_metrics.json").read_text()
+    )
     finals[init] = final["eval_bits_per_byte"]
     cells = _cells(text, f"{init}_seed0")
     assert cells[3] == f"{finals[init]:.4f}"
     assert cells[5] == f"{final['step']} / {final['step']}"
     assert _cells(text, init)[2] == f"{finals[init]:.4f} (n=1)"
   assert _cells(text, "mimetic")[-1] == (
-      f"{finals['mimetic'] - finals['default']:+.4f}")
+    f"{finals['mimetic'] - finals['default']:+.4f}"
+  )

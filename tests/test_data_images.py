@@ -16,18 +16,30 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from mimetic_jax.data import image_folder
-from mimetic_jax.data import image_source
-from mimetic_jax.data import image_stream
-from mimetic_jax.data import images
-from mimetic_jax.data import sharding
+from mimetic_jax.data import (
+  image_folder,
+  image_source,
+  image_stream,
+  images,
+  sharding,
+)
 from mimetic_jax.errors import UserError
 
 SIZE = 8
 CLASSES = ("dog", "cat", "bird")  # Written unsorted on purpose.
 PER_CLASS = {"train": 4, "test": 2}
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
-                   "frog", "horse", "ship", "truck")
+CIFAR10_CLASSES = (
+  "airplane",
+  "automobile",
+  "bird",
+  "cat",
+  "deer",
+  "dog",
+  "frog",
+  "horse",
+  "ship",
+  "truck",
+)
 
 
 def _pixels(index: int) -> np.ndarray:
@@ -64,7 +76,8 @@ def _archive(folder: pathlib.Path) -> pathlib.Path:
 
 
 def _config(data_dir, path="", **overrides) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict({
+  config = ml_collections.ConfigDict(
+    {
       "name": "cifar10",
       "data_dir": str(data_dir),
       "path": str(path),
@@ -73,7 +86,8 @@ def _config(data_dir, path="", **overrides) -> ml_collections.ConfigDict:
       "image_size": SIZE,
       "max_train_examples": 0,
       "max_eval_examples": 0,
-  })
+    }
+  )
   config.update(overrides)
   return config
 
@@ -109,7 +123,8 @@ def _read_split(builder, split, **data_source_kwargs):
 
 
 def test_ingestion_gives_splits_sorted_classes_labels_and_pixels(
-    source, data_dir):
+  source, data_dir
+):
   path, written = source
   builder = image_source.get_builder(_config(data_dir, path))
 
@@ -137,7 +152,8 @@ def test_ingestion_keeps_original_image_bytes(tree, data_dir):
   folder, _ = tree
   builder = image_source.get_builder(_config(data_dir, folder))
   examples = _read_split(
-      builder, "train", decoders={"image": tfds.decode.SkipDecoding()})
+    builder, "train", decoders={"image": tfds.decode.SkipDecoding()}
+  )
   for ex in examples:
     assert ex["image"] == (folder / ex["file_name"].decode()).read_bytes()
 
@@ -173,8 +189,9 @@ def test_second_load_reuses_prepared_data(tree, data_dir, monkeypatch):
   np.testing.assert_array_equal(second.train_images, first.train_images)
   np.testing.assert_array_equal(second.eval_labels, first.eval_labels)
   assert second.num_classes == first.num_classes
-  assert {p: p.stat().st_mtime_ns
-          for p in pathlib.Path(prepared).iterdir()} == mtimes
+  assert {
+    p: p.stat().st_mtime_ns for p in pathlib.Path(prepared).iterdir()
+  } == mtimes
 
 
 def test_config_name_is_stem_plus_path_hash(tmp_path):
@@ -184,7 +201,8 @@ def test_config_name_is_stem_plus_path_hash(tmp_path):
   assert name_a.startswith("my_data_") and name_b.startswith("my_data_")
   assert name_a != name_b
   assert name_a == image_folder.config_name(
-      tmp_path / "a" / "x" / ".." / "my data")
+    tmp_path / "a" / "x" / ".." / "my data"
+  )
   assert image_folder.config_name(tmp_path / "c.tar.gz").startswith("c_")
 
 
@@ -207,7 +225,8 @@ def test_two_sources_with_same_stem_do_not_collide(tmp_path, data_dir):
 def test_max_examples_limit_the_splits(tree, data_dir):
   folder, _ = tree
   limited = images.load_arrays(
-      _config(data_dir, folder, max_train_examples=5, max_eval_examples=4))
+    _config(data_dir, folder, max_train_examples=5, max_eval_examples=4)
+  )
   beyond = images.load_arrays(_config(data_dir, folder, max_train_examples=99))
   full = images.load_arrays(_config(data_dir, folder))
 
@@ -218,12 +237,15 @@ def test_max_examples_limit_the_splits(tree, data_dir):
 
 @pytest.mark.parametrize("max_train_examples", [0, 7])
 def test_process_shards_are_disjoint_and_cover_the_split(
-    tree, data_dir, max_train_examples):
+  tree, data_dir, max_train_examples
+):
   folder, _ = tree
   config = _config(data_dir, folder, max_train_examples=max_train_examples)
   whole = images.load_arrays(config)
-  shards = [images.load_arrays(config, process_index=i, process_count=2)
-            for i in range(2)]
+  shards = [
+    images.load_arrays(config, process_index=i, process_count=2)
+    for i in range(2)
+  ]
 
   for kind in ("train", "eval"):
     parts = [_image_set(getattr(shard, f"{kind}_images")) for shard in shards]
@@ -241,8 +263,10 @@ def test_load_arrays_resizes_to_image_size(tree, data_dir):
   assert arrays.train_images.shape == (12, 4, 4, 3)
   assert arrays.train_images.dtype == np.uint8
   np.testing.assert_allclose(
-      arrays.train_images.mean(axis=(1, 2)),
-      full.train_images.mean(axis=(1, 2)), atol=2)
+    arrays.train_images.mean(axis=(1, 2)),
+    full.train_images.mean(axis=(1, 2)),
+    atol=2,
+  )
 
 
 def test_tensorflow_sees_no_accelerators(tree, data_dir):
@@ -277,9 +301,11 @@ def test_class_folder_without_images(tree, data_dir):
   folder, _ = tree
   (folder / "test" / "cat" / "0.jpg").unlink()
   (folder / "test" / "cat" / "1.png").rename(
-      folder / "test" / "cat" / "notes.txt")
+    folder / "test" / "cat" / "notes.txt"
+  )
   with pytest.raises(
-      UserError, match=r"without .*images in split 'test'.*\['cat'\]"):
+    UserError, match=r"without .*images in split 'test'.*\['cat'\]"
+  ):
     image_source.get_builder(_config(data_dir, folder))
 
 
@@ -287,7 +313,8 @@ def test_classes_differing_between_splits(tree, data_dir):
   folder, _ = tree
   shutil.rmtree(folder / "test" / "dog")
   with pytest.raises(
-      UserError, match=r"different class folders.*'test': \['dog'\]"):
+    UserError, match=r"different class folders.*'test': \['dog'\]"
+  ):
     image_source.get_builder(_config(data_dir, folder))
 
 
@@ -295,7 +322,8 @@ def test_unknown_split_lists_available_splits(tree, data_dir):
   folder, _ = tree
   config = _config(data_dir, folder, eval_split="validation")
   with pytest.raises(
-      UserError, match=r"no split 'validation'.*\['test', 'train'\]"):
+    UserError, match=r"no split 'validation'.*\['test', 'train'\]"
+  ):
     images.load_arrays(config)
 
 
@@ -309,6 +337,7 @@ def test_file_that_is_not_an_image(tree, data_dir):
 @pytest.fixture
 def no_download(monkeypatch):
   """Fails the test if tfds tries to download."""
+
   def fail(*args, **kwargs):
     raise AssertionError("download_and_prepare must not be called")
 
@@ -324,16 +353,21 @@ def test_unprepared_tfds_dataset_offline(data_dir, monkeypatch):
     raise cause
 
   monkeypatch.setattr(
-      tfds.core.DatasetBuilder, "download_and_prepare", offline_download)
+    tfds.core.DatasetBuilder, "download_and_prepare", offline_download
+  )
   with pytest.raises(UserError) as error:
     image_source.get_builder(_config(data_dir, name="cifar10"))
   message = str(error.value)
 
   assert error.value.__cause__ is cause
-  for phrase in ("'cifar10' is not prepared in data_dir", str(data_dir),
-                 "downloading and preparing it failed", str(cause),
-                 "--config.dataset.path=",
-                 "prepare the dataset on a connected machine"):
+  for phrase in (
+    "'cifar10' is not prepared in data_dir",
+    str(data_dir),
+    "downloading and preparing it failed",
+    str(cause),
+    "--config.dataset.path=",
+    "prepare the dataset on a connected machine",
+  ):
     assert phrase in message
 
 
@@ -369,9 +403,16 @@ def test_streaming_train_batches(tree, data_dir):
 
 def test_streaming_eval_is_one_padded_pass(tree, data_dir):
   folder, _ = tree
-  batches = list(image_stream.make_streaming_iterator(
-      _config(data_dir, folder), split="test", local_batch_size=4,
-      image_size=SIZE, train=False, seed=0))
+  batches = list(
+    image_stream.make_streaming_iterator(
+      _config(data_dir, folder),
+      split="test",
+      local_batch_size=4,
+      image_size=SIZE,
+      train=False,
+      seed=0,
+    )
+  )
 
   assert len(batches) == 2
   masks = np.concatenate([batch["mask"] for batch in batches])
@@ -386,14 +427,26 @@ def test_streaming_eval_shards_stay_in_step(tree, data_dir):
   folder, _ = tree
   config = _config(data_dir, folder, max_eval_examples=5)  # Shards of 3 and 2.
   per_process = [
-      list(image_stream.make_streaming_iterator(
-          config, split="test", local_batch_size=2, image_size=SIZE,
-          train=False, seed=0, process_index=i, process_count=2))
-      for i in range(2)]
+    list(
+      image_stream.make_streaming_iterator(
+        config,
+        split="test",
+        local_batch_size=2,
+        image_size=SIZE,
+        train=False,
+        seed=0,
+        process_index=i,
+        process_count=2,
+      )
+    )
+    for i in range(2)
+  ]
 
   assert [len(batches) for batches in per_process] == [2, 2]
-  real = [_image_set(np.concatenate([b["image"][b["mask"]] for b in batches]))
-          for batches in per_process]
+  real = [
+    _image_set(np.concatenate([b["image"][b["mask"]] for b in batches]))
+    for batches in per_process
+  ]
   assert [len(r) for r in real] == [3, 2] and not real[0] & real[1]
 
 
@@ -412,17 +465,19 @@ def test_shard_for_process_gives_ordered_blocks_first_ones_larger():
 
 
 def test_shard_for_process_splits_like_tfds():
-  splits = tfds.core.SplitDict([tfds.core.SplitInfo(
-      name="train", shard_lengths=[11], num_bytes=0)])
+  splits = tfds.core.SplitDict(
+    [tfds.core.SplitInfo(name="train", shard_lengths=[11], num_bytes=0)]
+  )
   for count in (2, 3, 4):
     for index in range(count):
       (instruction,) = tfds.split_for_jax_process(
-          "train", process_index=index, process_count=count).to_absolute(
-              splits)
+        "train", process_index=index, process_count=count
+      ).to_absolute(splits)
       examples = np.arange(11)
       np.testing.assert_array_equal(
-          sharding.shard_for_process(examples, index, count),
-          examples[instruction.from_:instruction.to])
+        sharding.shard_for_process(examples, index, count),
+        examples[instruction.from_ : instruction.to],
+      )
 
 
 # Real CIFAR-10.

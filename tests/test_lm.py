@@ -19,12 +19,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import tiny_shakespeare
-from configs import wikitext103
+from configs import tiny_shakespeare, wikitext103
 from mimetic_jax import config as config_lib
-from mimetic_jax import data
-from mimetic_jax import sampling
-from mimetic_jax import tasks
+from mimetic_jax import data, sampling, tasks
 from mimetic_jax.errors import UserError
 from mimetic_jax.models.init import parse_strength
 
@@ -33,21 +30,37 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _run(script: str, *args: str, devices: int = 1) -> str:
   """Runs a repo-root script on `devices` CPU devices; returns its stdout."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-  result = subprocess.run([sys.executable, script, *args], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+  )
+  result = subprocess.run(
+    [sys.executable, script, *args],
+    cwd=REPO_ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert result.returncode == 0, (
-      f"{script} {' '.join(args)} failed:\n{result.stdout}\n"
-      f"{result.stderr[-5000:]}")
+    f"{script} {' '.join(args)} failed:\n{result.stdout}\n"
+    f"{result.stderr[-5000:]}"
+  )
   return result.stdout
 
 
 def _train(config: str, workdir, manual_dir, data_dir, *overrides) -> str:
-  return _run("main.py", f"--config={config}", f"--workdir={workdir}",
-              f"--config.dataset.manual_dir={manual_dir}",
-              f"--config.dataset.data_dir={data_dir}", *overrides, devices=2)
+  return _run(
+    "main.py",
+    f"--config={config}",
+    f"--workdir={workdir}",
+    f"--config.dataset.manual_dir={manual_dir}",
+    f"--config.dataset.data_dir={data_dir}",
+    *overrides,
+    devices=2,
+  )
 
 
 def _metrics(workdir) -> list[dict]:
@@ -60,8 +73,9 @@ def shakespeare_run(tmp_path_factory, tinyshakespeare_dir):
   """(workdir, data_dir, stdout) of one smoke training run."""
   root = tmp_path_factory.mktemp("lm")
   workdir, data_dir = root / "run", root / "tfds"
-  stdout = _train("configs/tiny_shakespeare.py:smoke", workdir,
-                  tinyshakespeare_dir, data_dir)
+  stdout = _train(
+    "configs/tiny_shakespeare.py:smoke", workdir, tinyshakespeare_dir, data_dir
+  )
   return workdir, data_dir, stdout
 
 
@@ -79,16 +93,20 @@ def test_smoke_trains_evaluates_and_checkpoints(shakespeare_run):
   for m in train:
     # Byte tokens: exactly one token per byte.
     assert m["train_bits_per_byte"] == pytest.approx(
-        m["train_loss"] / math.log(2), rel=1e-6)
-    assert m["train_perplexity"] == pytest.approx(math.exp(m["train_loss"]),
-                                                  rel=1e-6)
+      m["train_loss"] / math.log(2), rel=1e-6
+    )
+    assert m["train_perplexity"] == pytest.approx(
+      math.exp(m["train_loss"]), rel=1e-6
+    )
     assert m["items_per_second"] > 0
   (final,) = [m for m in metrics if "eval_loss" in m]
   assert final["step"] == 12
   assert final["eval_perplexity"] == pytest.approx(
-      math.exp(final["eval_loss"]), rel=1e-6)
+    math.exp(final["eval_loss"]), rel=1e-6
+  )
   assert final["eval_bits_per_byte"] == pytest.approx(
-      final["eval_loss"] / math.log(2), rel=1e-3)
+    final["eval_loss"] / math.log(2), rel=1e-3
+  )
   assert final["eval_bits_per_byte"] < 8.0  # Better than uniform bytes.
   checkpoints = workdir / "checkpoints"
   assert {p.name for p in checkpoints.iterdir()} >= {"6", "12"}
@@ -98,23 +116,41 @@ def test_smoke_trains_evaluates_and_checkpoints(shakespeare_run):
 @pytest.mark.slow
 def test_sample_script_continues_the_prompt(shakespeare_run):
   workdir, _, _ = shakespeare_run
-  stdout = _run("sample.py", f"--workdir={workdir}", "--prompt=ROMEO:",
-                "--num_tokens=50", "--temperature=0.8", "--top_k=40",
-                "--seed=0")
+  stdout = _run(
+    "sample.py",
+    f"--workdir={workdir}",
+    "--prompt=ROMEO:",
+    "--num_tokens=50",
+    "--temperature=0.8",
+    "--top_k=40",
+    "--seed=0",
+  )
   assert stdout.startswith("ROMEO:")
   assert len(stdout.rstrip("\n")) > len("ROMEO:")
-  again = _run("sample.py", f"--workdir={workdir}", "--prompt=ROMEO:",
-               "--num_tokens=50", "--temperature=0.8", "--top_k=40",
-               "--seed=0")
+  again = _run(
+    "sample.py",
+    f"--workdir={workdir}",
+    "--prompt=ROMEO:",
+    "--num_tokens=50",
+    "--temperature=0.8",
+    "--top_k=40",
+    "--seed=0",
+  )
   assert again == stdout  # Same seed, same text.
 
 
 @pytest.mark.slow
-def test_rerun_resumes_from_the_checkpoint(shakespeare_run,
-                                           tinyshakespeare_dir):
+def test_rerun_resumes_from_the_checkpoint(
+  shakespeare_run, tinyshakespeare_dir
+):
   workdir, data_dir, _ = shakespeare_run
-  stdout = _train("configs/tiny_shakespeare.py:smoke", workdir,
-                  tinyshakespeare_dir, data_dir, "--config.total_steps=16")
+  stdout = _train(
+    "configs/tiny_shakespeare.py:smoke",
+    workdir,
+    tinyshakespeare_dir,
+    data_dir,
+    "--config.total_steps=16",
+  )
   assert "Resumed" in stdout and "at step 12" in stdout
   assert "Initialized" not in stdout
   steps = [m["step"] for m in _metrics(workdir) if "train_loss" in m]
@@ -123,11 +159,13 @@ def test_rerun_resumes_from_the_checkpoint(shakespeare_run,
 
 
 @pytest.mark.slow
-def test_wikitext_smoke_with_sentencepiece_and_sampling(tmp_path,
-                                                        wikitext2_dir):
+def test_wikitext_smoke_with_sentencepiece_and_sampling(
+  tmp_path, wikitext2_dir
+):
   workdir = tmp_path / "run"
-  _train("configs/wikitext103.py:smoke", workdir, wikitext2_dir,
-         tmp_path / "tfds")
+  _train(
+    "configs/wikitext103.py:smoke", workdir, wikitext2_dir, tmp_path / "tfds"
+  )
   metrics = _metrics(workdir)
   (final,) = [m for m in metrics if "eval_bits_per_byte" in m]
   assert final["eval_bits_per_byte"] > 0
@@ -138,11 +176,16 @@ def test_wikitext_smoke_with_sentencepiece_and_sampling(tmp_path,
 
   run = sampling.load_run(str(workdir))
   assert run.step == 12 and run.tokenizer.vocab_size == 1024
-  tokens = sampling.generate(run.apply_fn, run.params,
-                             run.tokenizer.encode(" = Valkyria"),
-                             key=jax.random.key(0), num_tokens=20,
-                             seq_len=run.config.seq_len, temperature=1.0,
-                             top_k=10)
+  tokens = sampling.generate(
+    run.apply_fn,
+    run.params,
+    run.tokenizer.encode(" = Valkyria"),
+    key=jax.random.key(0),
+    num_tokens=20,
+    seq_len=run.config.seq_len,
+    temperature=1.0,
+    top_k=10,
+  )
   assert tokens.shape == (20,) and tokens.max() < 1024
   assert isinstance(run.tokenizer.decode(tokens), str)
 
@@ -158,8 +201,17 @@ def test_lm_configs_are_complete(module, preset):
   assert config.model.width % config.model.num_heads == 0
   for name in ("batch_size", "eval_batch_size"):
     assert config[name] % 8 == 0  # Any device count up to 8.
-  for key in ("name", "data_dir", "manual_dir", "path", "train_split",
-              "eval_split", "tokenizer", "vocab_size", "eval_fraction"):
+  for key in (
+    "name",
+    "data_dir",
+    "manual_dir",
+    "path",
+    "train_split",
+    "eval_split",
+    "tokenizer",
+    "vocab_size",
+    "eval_fraction",
+  ):
     assert key in config.dataset
   with pytest.raises(ValueError, match="preset"):
     module.get_config("nope")
@@ -214,7 +266,7 @@ def _reference(prompt, num_tokens, seq_len, offset=0):
   text = list(prompt)
   for _ in range(num_tokens):
     text.append((sum(text[-seq_len:]) + offset) % VOCAB)
-  return text[len(prompt):]
+  return text[len(prompt) :]
 
 
 def test_greedy_counting_model_gives_the_expected_sequence():
@@ -222,8 +274,16 @@ def test_greedy_counting_model_gives_the_expected_sequence():
     del params
     return 10.0 * jax.nn.one_hot((tokens + 1) % VOCAB, VOCAB)
 
-  out = sampling.generate(count, None, np.array([3]), key=jax.random.key(0),
-                          num_tokens=15, seq_len=4, temperature=0.0, top_k=0)
+  out = sampling.generate(
+    count,
+    None,
+    np.array([3]),
+    key=jax.random.key(0),
+    num_tokens=15,
+    seq_len=4,
+    temperature=0.0,
+    top_k=0,
+  )
   np.testing.assert_array_equal(out, (np.arange(4, 19)) % VOCAB)
   assert out.dtype == np.int32
 
@@ -232,26 +292,44 @@ def test_greedy_counting_model_gives_the_expected_sequence():
 def test_window_slides_past_seq_len(prompt):
   # Each token depends on the whole window, so a window that kept a stale
   # token or lost a fresh one would change the sequence.
-  out = sampling.generate(_cumsum_lm, 0, np.array(prompt),
-                          key=jax.random.key(0), num_tokens=12, seq_len=5,
-                          temperature=0.0, top_k=0)
+  out = sampling.generate(
+    _cumsum_lm,
+    0,
+    np.array(prompt),
+    key=jax.random.key(0),
+    num_tokens=12,
+    seq_len=5,
+    temperature=0.0,
+    top_k=0,
+  )
   np.testing.assert_array_equal(out, _reference(prompt, 12, 5))
 
 
 def test_sampling_is_seeded_and_top_k_1_is_greedy():
   kwargs = dict(num_tokens=10, seq_len=4, temperature=1.0)
-  greedy = sampling.generate(_cumsum_lm, 3, np.array([1, 2]),
-                             key=jax.random.key(0), temperature=0.0,
-                             num_tokens=10, seq_len=4, top_k=0)
-  top1 = sampling.generate(_cumsum_lm, 3, np.array([1, 2]),
-                           key=jax.random.key(5), top_k=1, **kwargs)
+  greedy = sampling.generate(
+    _cumsum_lm,
+    3,
+    np.array([1, 2]),
+    key=jax.random.key(0),
+    temperature=0.0,
+    num_tokens=10,
+    seq_len=4,
+    top_k=0,
+  )
+  top1 = sampling.generate(
+    _cumsum_lm, 3, np.array([1, 2]), key=jax.random.key(5), top_k=1, **kwargs
+  )
   np.testing.assert_array_equal(top1, greedy)
   np.testing.assert_array_equal(greedy, _reference([1, 2], 10, 4, offset=3))
 
   uniform = lambda params, tokens: jnp.zeros(tokens.shape + (VOCAB,))
-  a, b, c = (sampling.generate(uniform, None, np.array([0]),
-                               key=jax.random.key(seed), top_k=0, **kwargs)
-             for seed in (0, 0, 1))
+  a, b, c = (
+    sampling.generate(
+      uniform, None, np.array([0]), key=jax.random.key(seed), top_k=0, **kwargs
+    )
+    for seed in (0, 0, 1)
+  )
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, c)
 
@@ -261,10 +339,10 @@ def test_generate_rejects_bad_arguments():
   with pytest.raises(ValueError, match="non-empty"):
     sampling.generate(_cumsum_lm, 0, np.array([], np.int32), **kwargs)
   with pytest.raises(ValueError, match="temperature"):
-    sampling.generate(_cumsum_lm, 0, np.array([1]), temperature=-1.0,
-                      **kwargs)
-  out = sampling.generate(_cumsum_lm, 0, np.array([1]), key=jax.random.key(0),
-                          num_tokens=0, seq_len=4)
+    sampling.generate(_cumsum_lm, 0, np.array([1]), temperature=-1.0, **kwargs)
+  out = sampling.generate(
+    _cumsum_lm, 0, np.array([1]), key=jax.random.key(0), num_tokens=0, seq_len=4
+  )
   assert out.shape == (0,)
 
 

@@ -24,30 +24,46 @@ import pytest
 
 from configs import cifar10
 from mimetic_jax import config as config_lib
-from mimetic_jax import train
 from mimetic_jax.errors import UserError
 from mimetic_jax.models.init import parse_strength
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # 8 devices x 2 images per step; 96 training images = 6 steps per epoch.
 TINY_OVERRIDES = (
-    "--config.dataset.image_size=16", "--config.model.patch_size=4",
-    "--config.batch_size=16", "--config.eval_batch_size=16",
-    "--config.total_steps=16", "--config.log_every_steps=1",
-    "--config.checkpoint_every_steps=4", "--config.eval_every_epochs=1",
-    "--config.learning_rate=3e-3", "--config.dataset.max_train_examples=0",
-    "--config.dataset.max_eval_examples=0")
+  "--config.dataset.image_size=16",
+  "--config.model.patch_size=4",
+  "--config.batch_size=16",
+  "--config.eval_batch_size=16",
+  "--config.total_steps=16",
+  "--config.log_every_steps=1",
+  "--config.checkpoint_every_steps=4",
+  "--config.eval_every_epochs=1",
+  "--config.learning_rate=3e-3",
+  "--config.dataset.max_train_examples=0",
+  "--config.dataset.max_eval_examples=0",
+)
 
 
 def _main_command(workdir, *overrides) -> list[str]:
-  return [sys.executable, str(REPO_ROOT / "main.py"),
-          "--config", str(REPO_ROOT / "configs" / "cifar10.py") + ":smoke",
-          "--workdir", str(workdir), *overrides]
+  return [
+    sys.executable,
+    str(REPO_ROOT / "main.py"),
+    "--config",
+    str(REPO_ROOT / "configs" / "cifar10.py") + ":smoke",
+    "--workdir",
+    str(workdir),
+    *overrides,
+  ]
 
 
 def _run(workdir, *overrides, check=True) -> subprocess.CompletedProcess:
-  result = subprocess.run(_main_command(workdir, *overrides), cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600)
+  result = subprocess.run(
+    _main_command(workdir, *overrides),
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   if check and result.returncode:
     raise AssertionError(f"main.py failed:\n{result.stdout}\n{result.stderr}")
   return result
@@ -67,8 +83,10 @@ def _params(workdir, step: int):
 @pytest.fixture(scope="module")
 def tiny_args(image_folder, tmp_path_factory) -> tuple[str, ...]:
   data_dir = tmp_path_factory.mktemp("tfds")
-  return (f"--config.dataset.path={image_folder}",
-          f"--config.dataset.data_dir={data_dir}") + TINY_OVERRIDES
+  return (
+    f"--config.dataset.path={image_folder}",
+    f"--config.dataset.data_dir={data_dir}",
+  ) + TINY_OVERRIDES
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +107,19 @@ def test_run_trains_evaluates_logs_and_checkpoints(finished_run):
   records = _records(workdir)
   # The first record has the compile time and the step budget (96 training
   # images / 16 per step); train records the throughput, also per device (8).
-  assert set(records[0]) == {"step", "compile_seconds", "total_steps",
-                             "steps_per_epoch"}
+  assert set(records[0]) == {
+    "step",
+    "compile_seconds",
+    "total_steps",
+    "steps_per_epoch",
+  }
   assert records[0]["compile_seconds"] > 0
   assert (records[0]["total_steps"], records[0]["steps_per_epoch"]) == (16, 6)
   rates = [r for r in records if "items_per_second" in r]
-  assert rates and all(r["items_per_second_per_device"] == pytest.approx(
-      r["items_per_second"] / 8) for r in rates)
+  assert rates and all(
+    r["items_per_second_per_device"] == pytest.approx(r["items_per_second"] / 8)
+    for r in rates
+  )
   steady = records[-1]
   assert steady["step"] == 16 and steady["steady_items_per_second"] > 0
   train_records = [r for r in records if "train_loss" in r]
@@ -120,9 +144,13 @@ def test_log_of_a_run_that_prepares_data_is_clean(image_folder, tmp_path):
   """What a log file gets (stderr is not a terminal here) while tfds prepares
   the folder: no TF oneDNN banner, no tfds warning about the per-source
   config, no progress-bar cursor escapes."""
-  result = _run(tmp_path / "run", f"--config.dataset.path={image_folder}",
-                f"--config.dataset.data_dir={tmp_path / 'tfds'}",
-                *TINY_OVERRIDES, "--config.total_steps=2")
+  result = _run(
+    tmp_path / "run",
+    f"--config.dataset.path={image_folder}",
+    f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+    *TINY_OVERRIDES,
+    "--config.total_steps=2",
+  )
   log = result.stdout + result.stderr
   assert "downloaded and prepared" in log  # This run did prepare the data.
   assert "oneDNN" not in log
@@ -145,8 +173,10 @@ def test_streamed_run_trains_evaluates_and_resumes(tiny_args, tmp_path):
   """`dataset.in_memory=False` (the ImageNet path): host-side tf.data batches
   (random-resized crop + flip) through the same step, eval over the whole
   split once, checkpoint and resume."""
-  streamed = tiny_args + ("--config.dataset.in_memory=false",
-                          "--config.total_steps=8")
+  streamed = tiny_args + (
+    "--config.dataset.in_memory=false",
+    "--config.total_steps=8",
+  )
   workdir = tmp_path / "streamed"
   result = _run(workdir, *streamed)
   assert "24 eval items (streamed)" in result.stdout
@@ -159,23 +189,30 @@ def test_streamed_run_trains_evaluates_and_resumes(tiny_args, tmp_path):
   assert final_eval["eval_loss"] < math.log(3)
   # Evaluation covers every test image exactly once: accuracies are k / 24.
   assert (final_eval["eval_accuracy"] * 24) == pytest.approx(
-      round(final_eval["eval_accuracy"] * 24), abs=1e-4)
+    round(final_eval["eval_accuracy"] * 24), abs=1e-4
+  )
 
   result = _run(workdir, *streamed[:-1], "--config.total_steps=10")
   assert "Resumed from" in result.stdout and "at step 8" in result.stdout
-  assert [r["step"] for r in _records(workdir) if "train_loss" in r
-         ] == list(range(1, 11))
+  assert [r["step"] for r in _records(workdir) if "train_loss" in r] == list(
+    range(1, 11)
+  )
 
 
 @pytest.mark.slow
-def test_preempted_run_resumes_to_identical_params(finished_run, tiny_args,
-                                                   tmp_path):
+def test_preempted_run_resumes_to_identical_params(
+  finished_run, tiny_args, tmp_path
+):
   """SIGTERM mid-run saves; rerunning finishes with bit-identical params."""
   uninterrupted, _ = finished_run
   workdir = tmp_path / "preempted"
-  process = subprocess.Popen(_main_command(workdir, *tiny_args), cwd=REPO_ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True)
+  process = subprocess.Popen(
+    _main_command(workdir, *tiny_args),
+    cwd=REPO_ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
   output = []
   for line in process.stdout:
     output.append(line)
@@ -198,10 +235,12 @@ def test_preempted_run_resumes_to_identical_params(finished_run, tiny_args,
 
 @pytest.mark.slow
 def test_real_cifar10_smoke_run(cifar10_archive, tmp_path):
-  result = _run(tmp_path / "run",
-                f"--config.dataset.path={cifar10_archive}",
-                f"--config.dataset.data_dir={tmp_path / 'tfds'}",
-                "--config.log_every_steps=1")
+  result = _run(
+    tmp_path / "run",
+    f"--config.dataset.path={cifar10_archive}",
+    f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+    "--config.log_every_steps=1",
+  )
   assert "Data: 1024 training examples used" in result.stdout
   records = _records(tmp_path / "run")
   evals = [r for r in records if "eval_accuracy" in r]
@@ -213,12 +252,29 @@ def test_real_cifar10_smoke_run(cifar10_archive, tmp_path):
   assert (tmp_path / "run" / "checkpoints" / "12").is_dir()
 
 
-IMAGE_CONFIGS = [("cifar10", ""), ("cifar10", "smoke"), ("cifar10", "cpu"),
-                 ("cifar100", ""), ("svhn", ""), ("imagenet", "")]
-CONTRACT_KEYS = ("init", "mimetic.qk", "mimetic.vo", "model.variant",
-                 "dataset.name", "dataset.data_dir", "dataset.path",
-                 "batch_size", "num_epochs", "total_steps", "seed",
-                 "learning_rate", "weight_decay")
+IMAGE_CONFIGS = [
+  ("cifar10", ""),
+  ("cifar10", "smoke"),
+  ("cifar10", "cpu"),
+  ("cifar100", ""),
+  ("svhn", ""),
+  ("imagenet", ""),
+]
+CONTRACT_KEYS = (
+  "init",
+  "mimetic.qk",
+  "mimetic.vo",
+  "model.variant",
+  "dataset.name",
+  "dataset.data_dir",
+  "dataset.path",
+  "batch_size",
+  "num_epochs",
+  "total_steps",
+  "seed",
+  "learning_rate",
+  "weight_decay",
+)
 
 
 @pytest.mark.parametrize("name, preset", IMAGE_CONFIGS)
@@ -239,9 +295,16 @@ def test_image_configs_hold_the_user_facing_keys(name, preset):
 def test_paper_recipe_is_the_cifar10_default():
   config = cifar10.get_config()
   assert (config.model.variant, config.model.pool, config.model.posemb) == (
-      "Ti/2", "token", "sincos2d")
-  assert (config.batch_size, config.learning_rate, config.weight_decay,
-          config.num_epochs) == (512, 3e-3, 0.01, 100.0)
+    "Ti/2",
+    "token",
+    "sincos2d",
+  )
+  assert (
+    config.batch_size,
+    config.learning_rate,
+    config.weight_decay,
+    config.num_epochs,
+  ) == (512, 3e-3, 0.01, 100.0)
   assert config.init == "mimetic"
   assert tuple(config.mimetic.qk) == (0.7, 0.7)
   assert tuple(config.mimetic.vo) == (0.4, -0.4)
@@ -250,24 +313,33 @@ def test_paper_recipe_is_the_cifar10_default():
 
 # Errors a user gets, before any data is loaded or anything compiled.
 
+
 def _smoke(**overrides) -> ml_collections.ConfigDict:
   config = cifar10.get_config("smoke")
   config.update(overrides)
   return config
 
 
-@pytest.mark.parametrize("overrides, expected", [
-    (dict(batch_size=12), "batch_size=12 is the global batch size and must be "
-     "a positive multiple of the 8 devices"),
+@pytest.mark.parametrize(
+  "overrides, expected",
+  [
+    (
+      dict(batch_size=12),
+      "batch_size=12 is the global batch size and must be "
+      "a positive multiple of the 8 devices",
+    ),
     (dict(eval_batch_size=0), "eval_batch_size=0"),
     (dict(init="xavier"), "init='xavier' is not one of"),
     (dict(total_steps=0, num_epochs=0.0), "Set num_epochs > 0"),
     (dict(learning_rate=-1.0), "learning_rate=-1.0 must be > 0"),
-    (dict(model=dict(attention="flash")),
-     "model.attention='flash' must be 'auto'"),
+    (
+      dict(model=dict(attention="flash")),
+      "model.attention='flash' must be 'auto'",
+    ),
     (dict(model=dict(variant="Huge/3")), "model.variant='Huge/3'"),
     (dict(task="segmentation"), "task='segmentation' is not one of"),
-])
+  ],
+)
 def test_bad_config_is_rejected_with_a_fix(overrides, expected):
   with pytest.raises(UserError, match=expected):
     config_lib.validate(_smoke(**overrides))
@@ -290,9 +362,13 @@ def test_mimetic_strength_must_be_a_pair():
 
 @pytest.mark.slow
 def test_batch_larger_than_training_set_is_rejected(image_folder, tmp_path):
-  result = _run(tmp_path, f"--config.dataset.path={image_folder}",
-                f"--config.dataset.data_dir={tmp_path / 'tfds'}",
-                "--config.batch_size=256", check=False)
+  result = _run(
+    tmp_path,
+    f"--config.dataset.path={image_folder}",
+    f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+    "--config.batch_size=256",
+    check=False,
+  )
   assert result.returncode != 0
   assert "global batch size is larger than the training set" in result.stderr
   assert "Traceback" not in result.stderr
@@ -303,8 +379,9 @@ def test_command_line_errors(tmp_path):
   typo = _run(tmp_path, "--config.lerning_rate=1", check=False)
   assert typo.returncode != 0 and "Traceback" not in typo.stderr
   assert 'Did you mean "learning_rate"' in typo.stderr
-  missing = _run(tmp_path, f"--config.dataset.path={tmp_path / 'nowhere'}",
-                 check=False)
+  missing = _run(
+    tmp_path, f"--config.dataset.path={tmp_path / 'nowhere'}", check=False
+  )
   assert missing.returncode != 0
   assert str(tmp_path / "nowhere") in missing.stderr
   assert "Traceback" not in missing.stderr

@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mimetic_jax import mimetic
-from mimetic_jax import mimetic_factors, mimetic_init, mimetic_params
+from mimetic_jax import mimetic, mimetic_factors, mimetic_init, mimetic_params
 
 
 def reference_factors(z, alpha, beta, rank):
@@ -30,7 +29,8 @@ def numpy_draw_stats(d, heads, qk, vo, draws, seed=0):
   for _ in range(draws):
     for _ in range(heads):
       target, u, s, v = reference_factors(
-          rng.normal(size=(d, d)) / np.sqrt(d), *qk, k)
+        rng.normal(size=(d, d)) / np.sqrt(d), *qk, k
+      )
       qk_diag.append(np.diag((u * s) @ v.T).mean())
     target = vo[0] * rng.normal(size=(d, d)) / np.sqrt(d) + vo[1] * np.eye(d)
     vo_diag.append(np.diag(target).mean())
@@ -38,13 +38,17 @@ def numpy_draw_stats(d, heads, qk, vo, draws, seed=0):
   return np.mean(qk_diag), np.mean(vo_diag), np.mean(vo_off)
 
 
-@pytest.mark.parametrize("alpha,beta,rank", [(0.7, 0.7, 16), (0.4, -0.4, 48),
-                                             (1.0, 0.05, 5)])
+@pytest.mark.parametrize(
+  "alpha,beta,rank", [(0.7, 0.7, 16), (0.4, -0.4, 48), (1.0, 0.05, 5)]
+)
 def test_factors_match_numpy_svd(alpha, beta, rank):
   d = 48
-  z = np.random.default_rng(1).normal(size=(d, d)).astype(np.float32) / np.sqrt(d)
-  left, right = mimetic_factors(jnp.asarray(z), alpha=alpha, beta=beta,
-                                rank=rank)
+  z = np.random.default_rng(1).normal(size=(d, d)).astype(np.float32) / np.sqrt(
+    d
+  )
+  left, right = mimetic_factors(
+    jnp.asarray(z), alpha=alpha, beta=beta, rank=rank
+  )
   target, u, s, v = reference_factors(z, alpha, beta, rank)
   assert left.shape == right.shape == (d, rank)
   # The product is the best rank-r approximation of the target.
@@ -81,9 +85,11 @@ def test_vo_kernels_product_is_exact_target():
   v, o = mimetic.vo_kernels(key, d, heads, head_dim, alpha=0.4, beta=-0.4)
   assert v.shape == (d, heads, head_dim) and o.shape == (heads, head_dim, d)
   z = np.asarray(mimetic.sample_z(key, d))
-  np.testing.assert_allclose(np.asarray(v).reshape(d, d) @
-                             np.asarray(o).reshape(d, d),
-                             0.4 * z - 0.4 * np.eye(d), atol=2e-6)
+  np.testing.assert_allclose(
+    np.asarray(v).reshape(d, d) @ np.asarray(o).reshape(d, d),
+    0.4 * z - 0.4 * np.eye(d),
+    atol=2e-6,
+  )
 
 
 def test_qk_kernels_are_rank_head_dim_truncations_with_fresh_z_per_head():
@@ -108,14 +114,16 @@ def test_qk_kernels_are_rank_head_dim_truncations_with_fresh_z_per_head():
 def test_diagonal_statistics_match_numpy_reference_for_vit_tiny():
   d, heads = 192, 3
   draws = 6
-  ref_qk, ref_vo, ref_off = numpy_draw_stats(d, heads, (0.7, 0.7),
-                                             (0.4, -0.4), draws)
+  ref_qk, ref_vo, ref_off = numpy_draw_stats(
+    d, heads, (0.7, 0.7), (0.4, -0.4), draws
+  )
   qk_diag, vo_diag, vo_off = [], [], []
   for key in jax.random.split(jax.random.key(0), draws):
     kernels = mimetic.attention_kernels(key, d, heads, d // heads)
     for h in range(heads):
-      qk_diag.append(np.diag(kernels["query"][:, h] @ kernels["key"][:, h].T)
-                     .mean())
+      qk_diag.append(
+        np.diag(kernels["query"][:, h] @ kernels["key"][:, h].T).mean()
+      )
     vo = kernels["value"].reshape(d, d) @ kernels["out"].reshape(d, d)
     vo_diag.append(np.diag(vo).mean())
     vo_off.append(np.asarray(vo)[~np.eye(d, dtype=bool)].std())
@@ -144,8 +152,8 @@ class UserModel(nn.Module):
     x = nn.Dense(D, name="stem")(x)
     for i in range(2):
       x = x + nn.MultiHeadDotProductAttention(
-          num_heads=HEADS, name=f"attn{i}",
-          bias_init=nn.initializers.normal(1.0))(x, x)
+        num_heads=HEADS, name=f"attn{i}", bias_init=nn.initializers.normal(1.0)
+      )(x, x)
       x = nn.LayerNorm(name=f"ln{i}")(x)
     return nn.Dense(3, name="head")(x)
 
@@ -159,12 +167,17 @@ class ScannedBlock(nn.Module):
 
 class ScannedModel(nn.Module):
   """Layers stacked with nn.scan: attention kernels get a leading layer axis."""
+
   layers: int = 3
 
   @nn.compact
   def __call__(self, x):
-    stack = nn.scan(ScannedBlock, variable_axes={"params": 0},
-                    split_rngs={"params": True}, length=self.layers)
+    stack = nn.scan(
+      ScannedBlock,
+      variable_axes={"params": 0},
+      split_rngs={"params": True},
+      length=self.layers,
+    )
     return stack(name="stack")(x, None)[0]
 
 
@@ -174,11 +187,15 @@ class BoxedModel(nn.Module):
   @nn.compact
   def __call__(self, x):
     return nn.MultiHeadDotProductAttention(
-        num_heads=HEADS, name="attn",
-        kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(),
-                                         ("embed", "heads", "kv")),
-        out_kernel_init=nn.with_partitioning(nn.initializers.lecun_normal(),
-                                             ("heads", "kv", "embed")))(x, x)
+      num_heads=HEADS,
+      name="attn",
+      kernel_init=nn.with_partitioning(
+        nn.initializers.lecun_normal(), ("embed", "heads", "kv")
+      ),
+      out_kernel_init=nn.with_partitioning(
+        nn.initializers.lecun_normal(), ("heads", "kv", "embed")
+      ),
+    )(x, x)
 
 
 def init_params(model, seed=0):
@@ -186,12 +203,16 @@ def init_params(model, seed=0):
 
 
 def vo_product(block):
-  return (np.asarray(block["value"]["kernel"]).reshape(D, D)
-          @ np.asarray(block["out"]["kernel"]).reshape(D, D))
+  return np.asarray(block["value"]["kernel"]).reshape(D, D) @ np.asarray(
+    block["out"]["kernel"]
+  ).reshape(D, D)
 
 
 def qk_products(block):
-  q, k = np.asarray(block["query"]["kernel"]), np.asarray(block["key"]["kernel"])
+  q, k = (
+    np.asarray(block["query"]["kernel"]),
+    np.asarray(block["key"]["kernel"]),
+  )
   return [q[:, h] @ k[:, h].T for h in range(q.shape[1])]
 
 
@@ -199,8 +220,9 @@ def assert_mimetic_block(block, vo_beta=-0.4):
   """Structure only mimetic init gives: exact-rank QK, VO diag ~ beta."""
   for product in qk_products(block):
     assert np.linalg.matrix_rank(product, tol=1e-4) == D // HEADS
-  np.testing.assert_allclose(np.diag(vo_product(block)).mean(), vo_beta,
-                             atol=0.08)
+  np.testing.assert_allclose(
+    np.diag(vo_product(block)).mean(), vo_beta, atol=0.08
+  )
   for role in mimetic.ROLES:
     np.testing.assert_array_equal(block[role]["bias"], 0.0)
 
@@ -239,16 +261,18 @@ def test_same_key_same_result_and_other_key_other_result():
   b = mimetic_params(jax.random.key(5), params)
   c = mimetic_params(jax.random.key(6), params)
   jax.tree.map(np.testing.assert_array_equal, a, b)
-  assert not np.allclose(a["attn0"]["value"]["kernel"],
-                         c["attn0"]["value"]["kernel"])
+  assert not np.allclose(
+    a["attn0"]["value"]["kernel"], c["attn0"]["value"]["kernel"]
+  )
 
 
 def test_runs_inside_jit():
   params = init_params(UserModel())
   eager = mimetic_params(jax.random.key(2), params)
   jitted = jax.jit(mimetic_params)(jax.random.key(2), params)
-  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-4),
-               eager, jitted)
+  jax.tree.map(
+    lambda x, y: np.testing.assert_allclose(x, y, atol=1e-4), eager, jitted
+  )
 
 
 def test_scanned_layers_get_independent_exact_draws():
@@ -260,8 +284,9 @@ def test_scanned_layers_get_independent_exact_draws():
   for layer in layers:
     assert_mimetic_block(layer)
   assert np.abs(vo_product(layers[0]) - vo_product(layers[1])).max() > 0.1
-  np.testing.assert_array_equal(new["query"]["kernel"].shape,
-                                block["query"]["kernel"].shape)
+  np.testing.assert_array_equal(
+    new["query"]["kernel"].shape, block["query"]["kernel"].shape
+  )
 
 
 def test_boxed_params_keep_their_metadata():
@@ -279,13 +304,16 @@ def test_qk_none_and_vo_none_leave_that_pair_untouched():
   params = init_params(UserModel())
   vo_only = mimetic_params(jax.random.key(1), params, qk=None, vo=(0.05, 0.05))
   qk_only = mimetic_params(jax.random.key(1), params, qk=(0.7, 0.7), vo=None)
-  for new, untouched in ((vo_only, ("query", "key")),
-                         (qk_only, ("value", "out"))):
+  for new, untouched in (
+    (vo_only, ("query", "key")),
+    (qk_only, ("value", "out")),
+  ):
     for role in untouched:
       for name, leaf in params["attn0"][role].items():
         assert new["attn0"][role][name] is leaf
-  np.testing.assert_allclose(np.diag(vo_product(vo_only["attn0"])).mean(), 0.05,
-                             atol=0.05)
+  np.testing.assert_allclose(
+    np.diag(vo_product(vo_only["attn0"])).mean(), 0.05, atol=0.05
+  )
   # Signs are honoured: a positive VO beta gives a positive diagonal.
   positive = mimetic_params(jax.random.key(1), params, vo=(0.4, 0.4))
   assert np.diag(vo_product(positive["attn0"])).mean() > 0.3
@@ -313,23 +341,29 @@ def test_error_when_heads_times_head_dim_exceeds_width():
   # QK alone is well defined there: rank head_dim = 16 <= d.
   new = mimetic_params(jax.random.key(0), params, vo=None)
   q = np.asarray(new["query"]["kernel"])
-  assert np.linalg.matrix_rank(q[:, 0] @ np.asarray(new["key"]["kernel"])[:, 0].T,
-                               tol=1e-4) == 2 * D // HEADS
+  assert (
+    np.linalg.matrix_rank(
+      q[:, 0] @ np.asarray(new["key"]["kernel"])[:, 0].T, tol=1e-4
+    )
+    == 2 * D // HEADS
+  )
 
 
 def test_narrow_attention_gets_best_low_rank_vo():
   attn = nn.MultiHeadDotProductAttention(num_heads=2, qkv_features=16)
   params = attn.init(jax.random.key(0), jnp.ones((1, 5, D)))["params"]
   new = mimetic_params(jax.random.key(0), params)
-  product = (np.asarray(new["value"]["kernel"]).reshape(D, 16)
-             @ np.asarray(new["out"]["kernel"]).reshape(16, D))
+  product = np.asarray(new["value"]["kernel"]).reshape(D, 16) @ np.asarray(
+    new["out"]["kernel"]
+  ).reshape(16, D)
   assert np.linalg.matrix_rank(product, tol=1e-4) == 16
 
 
 def test_error_when_both_pairs_disabled():
   with pytest.raises(ValueError, match="change nothing"):
-    mimetic_params(jax.random.key(0), init_params(UserModel()), qk=None,
-                   vo=None)
+    mimetic_params(
+      jax.random.key(0), init_params(UserModel()), qk=None, vo=None
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -339,28 +373,40 @@ def test_error_when_both_pairs_disabled():
 
 class UserAttention(nn.Module):
   """A user's own attention layer using mimetic_init (as in README)."""
+
   num_heads: int = HEADS
 
   @nn.compact
   def __call__(self, x):
     d = x.shape[-1]
     head_dim = d // self.num_heads
-    shared = (self.make_rng("params") if self.is_initializing()
-              else jax.random.key(0))
+    shared = (
+      self.make_rng("params") if self.is_initializing() else jax.random.key(0)
+    )
     proj = lambda role: nn.DenseGeneral(
-        (self.num_heads, head_dim), name=role,
-        kernel_init=mimetic_init(shared, role, self.num_heads))
+      (self.num_heads, head_dim),
+      name=role,
+      kernel_init=mimetic_init(shared, role, self.num_heads),
+    )
     q, k, v = proj("query")(x), proj("key")(x), proj("value")(x)
     y = nn.dot_product_attention(q, k, v)
-    return nn.DenseGeneral(d, axis=(-2, -1), name="out",
-                           kernel_init=mimetic_init(shared, "out", self.num_heads))(y)
+    return nn.DenseGeneral(
+      d,
+      axis=(-2, -1),
+      name="out",
+      kernel_init=mimetic_init(shared, "out", self.num_heads),
+    )(y)
 
 
 def test_mimetic_init_equals_attention_kernels_for_the_shared_key():
   key = jax.random.key(11)
   inits = {role: mimetic_init(key, role, HEADS) for role in mimetic.ROLES}
-  shapes = {"query": (D, HEADS, 8), "key": (D, HEADS, 8),
-            "value": (D, HEADS, 8), "out": (HEADS, 8, D)}
+  shapes = {
+    "query": (D, HEADS, 8),
+    "key": (D, HEADS, 8),
+    "value": (D, HEADS, 8),
+    "out": (HEADS, 8, D),
+  }
   expected = mimetic.attention_kernels(key, D, HEADS, 8)
   for role, init in inits.items():
     # The key Flax passes is ignored: the shared key couples the roles.
@@ -376,9 +422,10 @@ def test_mimetic_init_matches_mimetic_params_for_the_block_key():
   for role in mimetic.ROLES:
     shape = params["attn1"][role]["kernel"].shape
     np.testing.assert_allclose(
-        mimetic_init(block_key, role, HEADS)(None, shape),
-        block[role]["kernel"],
-        atol=1e-6)
+      mimetic_init(block_key, role, HEADS)(None, shape),
+      block[role]["kernel"],
+      atol=1e-6,
+    )
 
 
 def test_mimetic_init_in_a_user_module_gives_coupled_factors():
@@ -389,8 +436,9 @@ def test_mimetic_init_in_a_user_module_gives_coupled_factors():
     assert np.any(params[role]["kernel"] != 0)
   for product in qk_products(params):
     assert np.linalg.matrix_rank(product, tol=1e-4) == D // HEADS
-  np.testing.assert_allclose(np.diag(vo_product(params)).mean(), -0.4,
-                             atol=0.08)
+  np.testing.assert_allclose(
+    np.diag(vo_product(params)).mean(), -0.4, atol=0.08
+  )
   assert np.isfinite(model.apply({"params": params}, x)).all()
 
 
@@ -410,5 +458,7 @@ def test_mimetic_init_flat_kernels_and_shape_errors():
 
 def test_mimetic_init_with_a_disabled_pair_uses_the_fallback():
   fallback = nn.initializers.zeros
-  assert mimetic_init(jax.random.key(0), "query", HEADS, qk=None,
-                      fallback=fallback) is fallback
+  assert (
+    mimetic_init(jax.random.key(0), "query", HEADS, qk=None, fallback=fallback)
+    is fallback
+  )

@@ -16,21 +16,32 @@ def num_params(model, inputs):
 
 def vit_formula(width, depth, mlp_dim, patch_size, num_classes, **_):
   """Independent count: embedding, class token, blocks, final norm, head."""
-  block = 2 * 2 * width + 4 * (width * width + width) + (
-      2 * width * mlp_dim + mlp_dim + width)
-  return ((patch_size ** 2 * 3 * width + width) + width + depth * block
-          + 2 * width + (width * num_classes + num_classes))
+  block = (
+    2 * 2 * width
+    + 4 * (width * width + width)
+    + (2 * width * mlp_dim + mlp_dim + width)
+  )
+  return (
+    (patch_size**2 * 3 * width + width)
+    + width
+    + depth * block
+    + 2 * width
+    + (width * num_classes + num_classes)
+  )
 
 
 # Pinned; B/16 and S/16 equal timm's vit_{base,small}_patch16_224 minus its
 # learned position table (197 x width), since ours is fixed sin-cos.
-@pytest.mark.parametrize("variant,size,classes,expected", [
+@pytest.mark.parametrize(
+  "variant,size,classes,expected",
+  [
     ("Ti/2", 32, 10, 5_343_370),
     ("Ti/4", 32, 10, 5_350_282),
     ("S/4", 32, 100, 21_352_036),
     ("S/16", 224, 1000, 21_975_016),
     ("B/16", 224, 1000, 86_416_360),
-])
+  ],
+)
 def test_vit_variant_parameter_counts(variant, size, classes, expected):
   config = decode_variant(variant)
   model = ViT(num_classes=classes, **config)
@@ -39,22 +50,34 @@ def test_vit_variant_parameter_counts(variant, size, classes, expected):
 
 
 def test_decode_variant_and_its_error():
-  assert decode_variant("Ti/2") == dict(width=192, depth=12, mlp_dim=768,
-                                        num_heads=3, patch_size=2)
+  assert decode_variant("Ti/2") == dict(
+    width=192, depth=12, mlp_dim=768, num_heads=3, patch_size=2
+  )
   with pytest.raises(ValueError, match="Unknown ViT variant"):
     decode_variant("Tiny-2")
 
 
-@pytest.mark.parametrize("pool,posemb", [("token", "sincos2d"),
-                                         ("gap", "sincos1d"),
-                                         ("token", "learn")])
+@pytest.mark.parametrize(
+  "pool,posemb",
+  [("token", "sincos2d"), ("gap", "sincos1d"), ("token", "learn")],
+)
 def test_vit_forward_is_finite_with_expected_shapes(pool, posemb):
-  model = ViT(num_classes=7, patch_size=4, width=32, depth=2, mlp_dim=64,
-              num_heads=2, pool=pool, posemb=posemb, dropout=0.1)
+  model = ViT(
+    num_classes=7,
+    patch_size=4,
+    width=32,
+    depth=2,
+    mlp_dim=64,
+    num_heads=2,
+    pool=pool,
+    posemb=posemb,
+    dropout=0.1,
+  )
   images = jax.random.uniform(jax.random.key(0), (3, 16, 16, 3))
   params = initialize(model, jax.random.key(1), images, init="mimetic")
-  logits, inter = model.apply({"params": params}, images, train=True,
-                              rngs={"dropout": jax.random.key(2)})
+  logits, inter = model.apply(
+    {"params": params}, images, train=True, rngs={"dropout": jax.random.key(2)}
+  )
   assert logits.shape == (3, 7) and logits.dtype == jnp.float32
   assert inter["block01"].shape == (3, 16 + (pool == "token"), 32)
   assert np.isfinite(logits).all()
@@ -63,8 +86,15 @@ def test_vit_forward_is_finite_with_expected_shapes(pool, posemb):
 
 
 def test_vit_bfloat16_compute_keeps_float32_params():
-  model = ViT(num_classes=3, patch_size=4, width=32, depth=1, mlp_dim=64,
-              num_heads=2, dtype=jnp.bfloat16)
+  model = ViT(
+    num_classes=3,
+    patch_size=4,
+    width=32,
+    depth=1,
+    mlp_dim=64,
+    num_heads=2,
+    dtype=jnp.bfloat16,
+  )
   images = jnp.ones((2, 8, 8, 3))
   params = initialize(model, jax.random.key(0), images, init="mimetic")
   assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
@@ -76,34 +106,51 @@ def test_posemb_sincos_2d_matches_formula():
   pe = vit_lib.posemb_sincos_2d(3, 4, 8)[0]
   assert pe.shape == (12, 8)
   # Token (row 1, col 2) with omega = [1, 1e-4]: sin(x), cos(x), sin(y), cos(y).
-  omega = np.array([1., 1e-4])
+  omega = np.array([1.0, 1e-4])
   np.testing.assert_allclose(
-      pe[1 * 4 + 2], np.concatenate([np.sin(2 * omega), np.cos(2 * omega),
-                                     np.sin(1 * omega), np.cos(1 * omega)]),
-      rtol=1e-6)
+    pe[1 * 4 + 2],
+    np.concatenate(
+      [
+        np.sin(2 * omega),
+        np.cos(2 * omega),
+        np.sin(1 * omega),
+        np.cos(1 * omega),
+      ]
+    ),
+    rtol=1e-6,
+  )
 
 
 def test_init_schemes_change_only_what_they_should():
-  model = ViT(num_classes=3, patch_size=4, width=32, depth=2, mlp_dim=64,
-              num_heads=2)
+  model = ViT(
+    num_classes=3, patch_size=4, width=32, depth=2, mlp_dim=64, num_heads=2
+  )
   images = jnp.ones((1, 8, 8, 3))
   default = initialize(model, jax.random.key(0), images, init="default")
   mimetic = initialize(model, jax.random.key(0), images, init="mimetic")
   trunc = initialize(model, jax.random.key(0), images, init="trunc_normal")
   attn = lambda p: p["encoderblock_1"]["attention"]
   # Same model key: non-attention leaves agree with the default init.
-  np.testing.assert_array_equal(mimetic["embedding"]["kernel"],
-                                default["embedding"]["kernel"])
-  np.testing.assert_array_equal(mimetic["encoderblock_0"]["mlp"]["fc1"]["kernel"],
-                                default["encoderblock_0"]["mlp"]["fc1"]["kernel"])
+  np.testing.assert_array_equal(
+    mimetic["embedding"]["kernel"], default["embedding"]["kernel"]
+  )
+  np.testing.assert_array_equal(
+    mimetic["encoderblock_0"]["mlp"]["fc1"]["kernel"],
+    default["encoderblock_0"]["mlp"]["fc1"]["kernel"],
+  )
   v, o = attn(mimetic)["value"]["kernel"], attn(mimetic)["out"]["kernel"]
   assert np.diag(v.reshape(32, 32) @ o.reshape(32, 32)).mean() < -0.3
-  for kernel in (attn(trunc)["query"]["kernel"],
-                 trunc["encoderblock_0"]["mlp"]["fc2"]["kernel"]):
-    assert abs(float(jnp.std(kernel)) - 0.0176) < 0.004  # 0.02 truncated at 2 sd.
+  for kernel in (
+    attn(trunc)["query"]["kernel"],
+    trunc["encoderblock_0"]["mlp"]["fc2"]["kernel"],
+  ):
+    assert (
+      abs(float(jnp.std(kernel)) - 0.0176) < 0.004
+    )  # 0.02 truncated at 2 sd.
     assert float(jnp.abs(kernel).max()) <= 0.04 + 1e-6
-  np.testing.assert_array_equal(trunc["embedding"]["kernel"],
-                                default["embedding"]["kernel"])
+  np.testing.assert_array_equal(
+    trunc["embedding"]["kernel"], default["embedding"]["kernel"]
+  )
   with pytest.raises(ValueError, match="is not one of"):
     initialize(model, jax.random.key(0), images, init="xavier")
 
@@ -122,15 +169,16 @@ def test_lm_is_causal(posemb, tie):
   perturbations = model.init(jax.random.key(0), tokens)["perturbations"]
 
   def position_output(perturbations, i):
-    logits, _ = model.apply({"params": params, "perturbations": perturbations},
-                            tokens)
+    logits, _ = model.apply(
+      {"params": params, "perturbations": perturbations}, tokens
+    )
     return logits[0, i].sum()
 
   for i in (0, 5, 11):
     grads = jax.grad(position_output)(perturbations, i)["token_embeddings"]
     per_position = np.abs(np.asarray(grads[0])).max(axis=-1)
-    np.testing.assert_array_equal(per_position[i + 1:], 0.0)
-    assert (per_position[:i + 1] > 0).all()
+    np.testing.assert_array_equal(per_position[i + 1 :], 0.0)
+    assert (per_position[: i + 1] > 0).all()
 
 
 def test_lm_forward_shapes_and_length_error():
@@ -160,32 +208,42 @@ def test_attention_fn_matches_softmax_attention(causal):
   """`layers.dot_product_attention` (jax.nn.dot_product_attention) against a
   numpy reference and Flax's own `nn.dot_product_attention`."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
   from mimetic_jax.models import layers  # pylint: disable=g-import-not-at-top
+
   q, k, v = jax.random.normal(jax.random.key(0), (3, 2, 17, 3, 8))
-  mask = (np.tril(np.ones((17, 17), bool))[None, None] if causal else None)
+  mask = np.tril(np.ones((17, 17), bool))[None, None] if causal else None
   ours = layers.dot_product_attention(q, k, v, mask=mask)
-  np.testing.assert_allclose(ours, _softmax_attention_reference(q, k, v, mask),
-                             atol=2e-6)
-  np.testing.assert_allclose(ours, nn.dot_product_attention(q, k, v,
-                                                            mask=mask),
-                             atol=2e-6)
+  np.testing.assert_allclose(
+    ours, _softmax_attention_reference(q, k, v, mask), atol=2e-6
+  )
+  np.testing.assert_allclose(
+    ours, nn.dot_product_attention(q, k, v, mask=mask), atol=2e-6
+  )
 
 
 def test_vit_with_jax_attention_equals_flax_attention(monkeypatch):
   """The whole ViT forward pass is unchanged by the attention function."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
   from mimetic_jax.models import layers  # pylint: disable=g-import-not-at-top
-  model = ViT(num_classes=10, patch_size=4, width=48, depth=2, mlp_dim=96,
-              num_heads=3)
+
+  model = ViT(
+    num_classes=10, patch_size=4, width=48, depth=2, mlp_dim=96, num_heads=3
+  )
   images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
   params = initialize(model, jax.random.key(2), images, init="mimetic")
-  params["head"]["kernel"] = jax.random.normal(jax.random.key(3),
-                                               params["head"]["kernel"].shape)
+  params["head"]["kernel"] = jax.random.normal(
+    jax.random.key(3), params["head"]["kernel"].shape
+  )
   ours, _ = model.apply({"params": params}, images)
   monkeypatch.setattr(
-      layers, "dot_product_attention",
-      lambda *args, implementation=None, **kwargs: nn.dot_product_attention(
-          *args, **kwargs))
+    layers,
+    "dot_product_attention",
+    lambda *args, implementation=None, **kwargs: nn.dot_product_attention(
+      *args, **kwargs
+    ),
+  )
   flax_logits, _ = model.apply({"params": params}, images)
   assert float(jnp.abs(ours).max()) > 0.1  # Not trivially equal zeros.
   np.testing.assert_allclose(ours, flax_logits, atol=1e-5)

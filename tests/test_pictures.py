@@ -17,16 +17,11 @@ import PIL.Image
 import pytest
 
 from configs import cifar10
-from mimetic_jax import checkpointing
-from mimetic_jax import diagnostics
-from mimetic_jax import steps
-from mimetic_jax.errors import UserError
+from mimetic_jax import checkpointing, diagnostics, steps
 from mimetic_jax.data import DatasetInfo
+from mimetic_jax.errors import UserError
 from mimetic_jax.models import factory, initialize
-from mimetic_jax.pictures import attention_maps
-from mimetic_jax.pictures import figures
-from mimetic_jax.pictures import make
-from mimetic_jax.pictures import sources
+from mimetic_jax.pictures import attention_maps, figures, make, sources
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 CELL = 48  # Pixels per panel: small PNGs, quick to draw.
@@ -54,7 +49,8 @@ def image_path(tmp_path_factory) -> pathlib.Path:
   path = tmp_path_factory.mktemp("image") / "generated.png"
   rng = np.random.default_rng(0)
   PIL.Image.fromarray(rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)).save(
-      path)
+    path
+  )
   return path
 
 
@@ -66,39 +62,49 @@ def image(image_path) -> np.ndarray:
 @pytest.fixture(scope="module")
 def fresh():
   config = smoke_config()
-  return {init: sources.fresh_source(config, init=init)
-          for init in ("mimetic", "default")}
+  return {
+    init: sources.fresh_source(config, init=init)
+    for init in ("mimetic", "default")
+  }
 
 
 def test_load_image_crops_resizes_and_scales(image):
   assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.float32
-  assert 0.0 <= image.min() and image.max() <= 1.0
+  assert image.min() >= 0.0 and image.max() <= 1.0
 
 
 def test_fresh_init_pictures(fresh, image, tmp_path):
-  written = make.make_pictures(fresh["mimetic"], str(tmp_path),
-                               image=image, cell_px=CELL)
+  written = make.make_pictures(
+    fresh["mimetic"], str(tmp_path), image=image, cell_px=CELL
+  )
   assert set(written) == {"qk", "vo", "products", "attention", "summary"}
   assert png_size(tmp_path / "qk.png") == (HEADS * CELL, DEPTH * CELL)
   assert png_size(tmp_path / "vo.png") == (CELL, DEPTH * CELL)
-  assert png_size(tmp_path / "products.png") == ((HEADS + 1) * CELL,
-                                                 DEPTH * CELL)
+  assert png_size(tmp_path / "products.png") == (
+    (HEADS + 1) * CELL,
+    DEPTH * CELL,
+  )
   # Image | mean patch->patch matrix | mean map of the query patch.
-  assert png_size(tmp_path / "attention.png") == (3 * CELL,
-                                                  min(4, DEPTH) * CELL)
+  assert png_size(tmp_path / "attention.png") == (
+    3 * CELL,
+    min(4, DEPTH) * CELL,
+  )
 
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert summary["init"] == "mimetic" and summary["step"] is None
-  assert [l["layer"] for l in summary["layers"]] == [
-      f"encoderblock_{i}/attention" for i in range(DEPTH)]
+  assert [layer["layer"] for layer in summary["layers"]] == [
+    f"encoderblock_{i}/attention" for i in range(DEPTH)
+  ]
   stats = diagnostics.attention_stats(fresh["mimetic"].params)
   for layer in summary["layers"]:
     for stat in diagnostics.STAT_NAMES:
-      assert layer[stat] == pytest.approx(stats[f"{layer['layer']}/{stat}"],
-                                          abs=1e-6)
+      assert layer[stat] == pytest.approx(
+        stats[f"{layer['layer']}/{stat}"], abs=1e-6
+      )
     assert len(layer["qk_diag_per_head"]) == HEADS
     assert np.mean(layer["qk_diag_per_head"]) == pytest.approx(
-        layer["qk_diag"], abs=1e-6)
+      layer["qk_diag"], abs=1e-6
+    )
   assert summary["mean"]["qk_diag"] > 0.3
   assert summary["mean"]["vo_diag"] == pytest.approx(-0.4, abs=0.1)
   attention = summary["attention"]
@@ -107,12 +113,14 @@ def test_fresh_init_pictures(fresh, image, tmp_path):
   maps = attention_maps.patch_attention(fresh["mimetic"], image)
   for layer, m in zip(attention["layers"], maps):
     assert layer["class_token_self"] == pytest.approx(
-        float(m.class_token_self.mean()), abs=1e-6)
+      float(m.class_token_self.mean()), abs=1e-6
+    )
 
 
 def test_default_init_has_no_diagonal(fresh, tmp_path):
-  written = make.make_pictures(fresh["default"], str(tmp_path),
-                               cell_px=CELL, log=lambda _: None)
+  written = make.make_pictures(
+    fresh["default"], str(tmp_path), cell_px=CELL, log=lambda _: None
+  )
   assert "attention" not in written  # No image given.
   mean = json.loads((tmp_path / "summary.json").read_text())["mean"]
   assert abs(mean["qk_diag"]) < 0.05 and abs(mean["vo_diag"]) < 0.1
@@ -121,17 +129,28 @@ def test_default_init_has_no_diagonal(fresh, tmp_path):
 def test_per_head_attention_and_full_products(fresh, image, tmp_path):
   source = fresh["mimetic"]
   maps = attention_maps.patch_attention(source, image)
-  path = figures.plot_attention(image, maps[:1], str(tmp_path / "a.png"),
-                                per_head=True, query=0, cell_px=CELL)
+  path = figures.plot_attention(
+    image,
+    maps[:1],
+    str(tmp_path / "a.png"),
+    per_head=True,
+    query=0,
+    cell_px=CELL,
+  )
   assert png_size(path) == ((1 + 2 * HEADS) * CELL, CELL)
   products = diagnostics.attention_products(source.params)
-  path = figures.plot_products(products, str(tmp_path / "p.png"), crop=None,
-                               cell_px=CELL, vmax_quantile=1.0, title="t")
+  path = figures.plot_products(
+    products,
+    str(tmp_path / "p.png"),
+    crop=None,
+    cell_px=CELL,
+    vmax_quantile=1.0,
+    title="t",
+  )
   assert png_size(path) == ((HEADS + 1) * CELL, DEPTH * CELL)
   patches = GRID[0] * GRID[1]
   with pytest.raises(UserError, match=f"query={patches}"):
-    figures.plot_attention(image, maps, str(tmp_path / "b.png"),
-                           query=patches)
+    figures.plot_attention(image, maps, str(tmp_path / "b.png"), query=patches)
 
 
 def test_attention_weights_match_an_independent_computation(fresh, image):
@@ -139,23 +158,29 @@ def test_attention_weights_match_an_independent_computation(fresh, image):
   from the block's LayerNorm output and query/key params."""
   source = fresh["mimetic"]
   inputs = jnp.asarray(image)[None]
-  weights = attention_maps.attention_weights(source.model, source.params,
-                                             inputs)
+  weights = attention_maps.attention_weights(
+    source.model, source.params, inputs
+  )
   assert list(weights) == [f"encoderblock_{i}/attention" for i in range(DEPTH)]
   tokens = 1 + GRID[0] * GRID[1]  # Class token + patches.
   _, state = source.model.apply(
-      {"params": source.params}, inputs,
-      capture_intermediates=lambda m, _: isinstance(m, nn.LayerNorm))
+    {"params": source.params},
+    inputs,
+    capture_intermediates=lambda m, _: isinstance(m, nn.LayerNorm),
+  )
   for i in range(DEPTH):
     w = np.asarray(weights[f"encoderblock_{i}/attention"])
     assert w.shape == (1, HEADS, tokens, tokens)
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
     block = source.params[f"encoderblock_{i}"]["attention"]
-    y = np.asarray(state["intermediates"][f"encoderblock_{i}"]["norm1"]
-                   ["__call__"][0], np.float64)
-    project = lambda role: (np.einsum("btd,dhk->bthk", y,
-                                      block[role]["kernel"])
-                            + np.asarray(block[role]["bias"]))
+    y = np.asarray(
+      state["intermediates"][f"encoderblock_{i}"]["norm1"]["__call__"][0],
+      np.float64,
+    )
+    project = lambda role: (
+      np.einsum("btd,dhk->bthk", y, block[role]["kernel"])  # noqa: B023 (used in this iteration)
+      + np.asarray(block[role]["bias"])  # noqa: B023 (used in this iteration)
+    )
     q, k = project("query"), project("key")
     logits = np.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(q.shape[-1])
     ref = np.exp(logits - logits.max(-1, keepdims=True))
@@ -182,12 +207,16 @@ def test_mimetic_class_token_attends_to_itself_after_the_first_layer(image):
   itself: it stops reading the patches. Default init does not do this."""
   config = cifar10.get_config("cpu")
   config.model.depth = 3
-  maps = {init: attention_maps.patch_attention(
-      sources.fresh_source(config, init=init), image)
-          for init in ("mimetic", "default")}
+  maps = {
+    init: attention_maps.patch_attention(
+      sources.fresh_source(config, init=init), image
+    )
+    for init in ("mimetic", "default")
+  }
   patches = maps["default"][0].weights.shape[-1]
-  np.testing.assert_allclose(maps["mimetic"][0].class_token_self,
-                             1 / (patches + 1), rtol=1e-4)
+  np.testing.assert_allclose(
+    maps["mimetic"][0].class_token_self, 1 / (patches + 1), rtol=1e-4
+  )
   for m in maps["default"]:
     assert m.class_token_self.max() < 0.1
   for m in maps["mimetic"][1:]:
@@ -205,10 +234,12 @@ def test_attention_maps_see_the_trainers_value_range(image):
   source = sources.fresh_source(config, init="mimetic")
   maps = attention_maps.patch_attention(source, image)
   weights = attention_maps.attention_weights(
-      source.model, source.params, jnp.asarray(image)[None] * 2.0 - 1.0)
+    source.model, source.params, jnp.asarray(image)[None] * 2.0 - 1.0
+  )
   for m, w in zip(maps, weights.values()):
-    np.testing.assert_allclose(m.weights, np.asarray(w)[0, :, 1:, 1:],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+      m.weights, np.asarray(w)[0, :, 1:, 1:], atol=1e-6
+    )
 
 
 @pytest.mark.slow
@@ -217,12 +248,19 @@ def test_fresh_source_matches_the_trainers_step_zero(fresh):
   head (up to float rounding: jitted versus eager SVDs)."""
   config = smoke_config()
   model = factory.make_model(config, DatasetInfo(num_classes=10))
-  params = initialize(model, jax.random.fold_in(jax.random.key(config.seed), 0),
-                      jnp.zeros((1, SIZE, SIZE, 3)), init="mimetic")
+  params = initialize(
+    model,
+    jax.random.fold_in(jax.random.key(config.seed), 0),
+    jnp.zeros((1, SIZE, SIZE, 3)),
+    init="mimetic",
+  )
   assert set(params) - set(fresh["mimetic"].params) == {"head"}
   del params["head"]
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=3e-5),
-               params, fresh["mimetic"].params)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, atol=3e-5),
+    params,
+    fresh["mimetic"].params,
+  )
 
 
 # ----------------------------------------------------------------------------
@@ -234,8 +272,9 @@ def trained_like_params(seed: int):
   """Params of the trainer's model (3 classes), moved away from any init."""
   config = smoke_config()
   model = factory.make_model(config, DatasetInfo(num_classes=3))
-  params = initialize(model, jax.random.key(seed),
-                      jnp.zeros((1, SIZE, SIZE, 3)), init="mimetic")
+  params = initialize(
+    model, jax.random.key(seed), jnp.zeros((1, SIZE, SIZE, 3)), init="mimetic"
+  )
   return model, jax.tree.map(lambda x: x * 1.5 + 0.01, params)
 
 
@@ -252,8 +291,9 @@ def workdir(tmp_path_factory):
   saved = {}
   for step in (3, 7):
     model, params = trained_like_params(step)
-    state = steps.TrainState.create(apply_fn=model.apply, params=params,
-                                    tx=optax.adamw(1e-3))
+    state = steps.TrainState.create(
+      apply_fn=model.apply, params=params, tx=optax.adamw(1e-3)
+    )
     state = jax.device_put(state.replace(step=step), replicated)
     assert ckpt.maybe_save(step, state, force=True)
     saved[step] = params
@@ -277,10 +317,13 @@ def test_workdir_source_restores_params_only(workdir):
 def test_checkpoint_pictures(workdir, image, tmp_path):
   root, _ = workdir
   source = sources.workdir_source(str(root))
-  make.make_pictures(source, str(tmp_path), image=image, cell_px=CELL,
-                     attention_layers=1)
-  assert png_size(tmp_path / "products.png") == ((HEADS + 1) * CELL,
-                                                 DEPTH * CELL)
+  make.make_pictures(
+    source, str(tmp_path), image=image, cell_px=CELL, attention_layers=1
+  )
+  assert png_size(tmp_path / "products.png") == (
+    (HEADS + 1) * CELL,
+    DEPTH * CELL,
+  )
   assert png_size(tmp_path / "attention.png") == (3 * CELL, CELL)
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert summary["step"] == 7 and summary["init"] is None
@@ -290,13 +333,11 @@ def test_checkpoint_pictures(workdir, image, tmp_path):
 def test_workdir_errors(workdir, tmp_path):
   with pytest.raises(UserError, match="is not a trainer workdir"):
     sources.workdir_source(str(tmp_path))
-  (tmp_path / "config.json").write_text(
-      smoke_config().to_json_best_effort())
+  (tmp_path / "config.json").write_text(smoke_config().to_json_best_effort())
   with pytest.raises(UserError, match="No finalized checkpoint"):
     sources.workdir_source(str(tmp_path))
   root, _ = workdir
-  with pytest.raises(UserError,
-                     match=r"finalized steps there are \[3, 7\]"):
+  with pytest.raises(UserError, match=r"finalized steps there are \[3, 7\]"):
     sources.workdir_source(str(root), step=5)
 
 
@@ -309,16 +350,25 @@ def test_bad_image_is_a_clear_error(tmp_path):
 
 def test_real_cifar10_image(cifar10_archive, fresh, tmp_path):
   with tarfile.open(cifar10_archive) as archive:
-    member = next(m for m in archive
-                  if m.isfile() and "/test/" in m.name
-                  and m.name.endswith(".jpg"))
+    member = next(
+      m
+      for m in archive
+      if m.isfile() and "/test/" in m.name and m.name.endswith(".jpg")
+    )
     path = tmp_path / pathlib.Path(member.name).name
     path.write_bytes(archive.extractfile(member).read())
   image = attention_maps.load_image(str(path), SIZE)
-  make.make_pictures(fresh["mimetic"], str(tmp_path / "out"), image=image,
-                     image_path=str(path), cell_px=CELL)
+  make.make_pictures(
+    fresh["mimetic"],
+    str(tmp_path / "out"),
+    image=image,
+    image_path=str(path),
+    cell_px=CELL,
+  )
   assert png_size(tmp_path / "out" / "attention.png") == (
-      3 * CELL, min(4, DEPTH) * CELL)
+    3 * CELL,
+    min(4, DEPTH) * CELL,
+  )
   summary = json.loads((tmp_path / "out" / "summary.json").read_text())
   assert summary["attention"]["image"] == str(path)
 
@@ -329,19 +379,37 @@ def test_real_cifar10_image(cifar10_archive, fresh, tmp_path):
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "mimetic_jax.pictures", *args],
-                        cwd=REPO_ROOT, capture_output=True, text=True,
-                        timeout=600)
+  return subprocess.run(
+    [sys.executable, "-m", "mimetic_jax.pictures", *args],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 @pytest.mark.slow
 def test_cli_fresh_init(image_path, tmp_path):
-  result = run_cli("--config", "configs/cifar10.py:smoke", "--init",
-                   "mimetic", "--out", str(tmp_path), "--image",
-                   str(image_path), "--cell_px", str(CELL))
+  result = run_cli(
+    "--config",
+    "configs/cifar10.py:smoke",
+    "--init",
+    "mimetic",
+    "--out",
+    str(tmp_path),
+    "--image",
+    str(image_path),
+    "--cell_px",
+    str(CELL),
+  )
   assert result.returncode == 0, result.stderr
-  for name in ("qk.png", "vo.png", "products.png", "attention.png",
-               "summary.json"):
+  for name in (
+    "qk.png",
+    "vo.png",
+    "products.png",
+    "attention.png",
+    "summary.json",
+  ):
     assert f"Wrote {tmp_path / name}" in result.stdout
   assert png_size(tmp_path / "qk.png") == (HEADS * CELL, DEPTH * CELL)
 
@@ -353,6 +421,7 @@ def test_cli_errors_are_one_paragraph(tmp_path):
   result = run_cli("--workdir", str(empty), "--out", str(tmp_path / "out"))
   assert result.returncode != 0
   assert "Error:" in result.stderr and "config.json does not exist" in (
-      result.stderr)
+    result.stderr
+  )
   assert "Traceback" not in result.stderr
   assert not (tmp_path / "out").exists()

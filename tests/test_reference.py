@@ -40,9 +40,10 @@ from mimetic_jax.models import ViT, initialize
 # these CPU-only checks never need it, and torch runs without it.
 sys.modules.setdefault("triton", None)
 torch = pytest.importorskip(
-    "torch", reason="needs PyTorch: pip install -e '.[reference]'")
+  "torch", reason="needs PyTorch: pip install -e '.[reference]'"
+)
 pytest.importorskip("timm", reason="needs timm: pip install -e '.[reference]'")
-from mimetic_jax import timm_port  # pylint: disable=g-import-not-at-top
+from mimetic_jax import timm_port  # noqa: E402 (after the triton stub / importorskip)
 
 NUM_IMAGES = 8
 TOLERANCE = 1e-4
@@ -57,12 +58,17 @@ def cifar10_images(cifar10_archive) -> np.ndarray:
     for member in tar:
       if member.isfile() and "/test/" in member.name:
         data = tar.extractfile(member).read()
-        images.append(np.asarray(PIL.Image.open(io.BytesIO(data)).convert(
-            "RGB"), np.float32) / 255)
+        images.append(
+          np.asarray(
+            PIL.Image.open(io.BytesIO(data)).convert("RGB"), np.float32
+          )
+          / 255
+        )
         if len(images) == NUM_IMAGES:
           break
-  return np.asarray(tasks.to_value_range(np.stack(images),
-                                         cifar10.get_config().dataset))
+  return np.asarray(
+    tasks.to_value_range(np.stack(images), cifar10.get_config().dataset)
+  )
 
 
 def _timm_features(model, params, images):
@@ -77,14 +83,24 @@ def _timm_features(model, params, images):
 @pytest.mark.parametrize("pool", ["token", "gap"])
 @pytest.mark.parametrize("init", ["default", "mimetic"])
 def test_ported_params_give_the_same_logits(cifar10_images, init, pool):
-  model = ViT(num_classes=10, patch_size=4, width=192, depth=6, mlp_dim=768,
-              num_heads=3, pool=pool, gelu_approximate=False)
+  model = ViT(
+    num_classes=10,
+    patch_size=4,
+    width=192,
+    depth=6,
+    mlp_dim=768,
+    num_heads=3,
+    pool=pool,
+    gelu_approximate=False,
+  )
   params = initialize(model, jax.random.key(0), cifar10_images, init=init)
   # The head is zero-initialised; a random one makes the logits informative.
   params["head"]["kernel"] = 0.1 * jax.random.normal(
-      jax.random.key(1), params["head"]["kernel"].shape)
+    jax.random.key(1), params["head"]["kernel"].shape
+  )
   params["head"]["bias"] = 0.1 * jax.random.normal(
-      jax.random.key(2), params["head"]["bias"].shape)
+    jax.random.key(2), params["head"]["bias"].shape
+  )
   logits, intermediates = model.apply({"params": params}, cifar10_images)
 
   vit, features = _timm_features(model, params, cifar10_images)
@@ -92,17 +108,23 @@ def test_ported_params_give_the_same_logits(cifar10_images, init, pool):
     timm_logits = vit.head(features)
 
   assert float(np.abs(logits).std()) > 0.1  # Not trivially equal.
-  np.testing.assert_allclose(features.numpy(), intermediates["pre_logits"],
-                             atol=TOLERANCE, rtol=TOLERANCE)
-  np.testing.assert_allclose(timm_logits.numpy(), logits, atol=TOLERANCE,
-                             rtol=TOLERANCE)
+  np.testing.assert_allclose(
+    features.numpy(),
+    intermediates["pre_logits"],
+    atol=TOLERANCE,
+    rtol=TOLERANCE,
+  )
+  np.testing.assert_allclose(
+    timm_logits.numpy(), logits, atol=TOLERANCE, rtol=TOLERANCE
+  )
 
 
 def test_gelu_convention_matters(cifar10_images):
   """The tanh-approximate GELU (the Flax default) is *not* what timm
   computes: a wrong convention is caught, not hidden by the tolerance."""
-  model = ViT(num_classes=0, patch_size=4, width=192, depth=6, mlp_dim=768,
-              num_heads=3)
+  model = ViT(
+    num_classes=0, patch_size=4, width=192, depth=6, mlp_dim=768, num_heads=3
+  )
   params = initialize(model, jax.random.key(0), cifar10_images)
   features, _ = model.apply({"params": params}, cifar10_images)
   _, timm_features = _timm_features(model, params, cifar10_images)

@@ -15,14 +15,13 @@ import sys
 import ml_collections
 import pytest
 
-from mimetic_jax.data import image_source
-from mimetic_jax.data import text
+from mimetic_jax.data import image_source, text
 
 pytestmark = pytest.mark.slow  # Runs main.py in subprocesses.
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-_BLOCK_TENSORFLOW = '''
+_BLOCK_TENSORFLOW = """
 import importlib.abc, importlib.machinery, sys
 
 class _Refuse(importlib.abc.Loader):
@@ -39,7 +38,7 @@ class _BlockTensorFlow(importlib.abc.MetaPathFinder):
     return None
 
 sys.meta_path.insert(0, _BlockTensorFlow())
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +49,37 @@ def no_tensorflow_env(tmp_path_factory) -> dict[str, str]:
 
 
 def _run_main(env, config, workdir, *overrides):
-  command = [sys.executable, str(REPO_ROOT / "main.py"), "--config",
-             str(REPO_ROOT / "configs" / config), "--workdir", str(workdir),
-             *overrides]
-  return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True,
-                        text=True, timeout=600)
+  command = [
+    sys.executable,
+    str(REPO_ROOT / "main.py"),
+    "--config",
+    str(REPO_ROOT / "configs" / config),
+    "--workdir",
+    str(workdir),
+    *overrides,
+  ]
+  return subprocess.run(
+    command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+  )
 
 
 def test_tensorflow_is_really_blocked(no_tensorflow_env):
   result = subprocess.run(
-      [sys.executable, "-c", "import tensorflow"], env=no_tensorflow_env,
-      capture_output=True, text=True, timeout=60)
+    [sys.executable, "-c", "import tensorflow"],
+    env=no_tensorflow_env,
+    capture_output=True,
+    text=True,
+    timeout=60,
+  )
   assert result.returncode and "blocked in this test process" in result.stderr
 
 
 def _check_trained(result, workdir, metric):
   assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-  records = [json.loads(line)
-             for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  records = [
+    json.loads(line)
+    for line in (workdir / "metrics.jsonl").read_text().splitlines()
+  ]
   assert [r for r in records if "train_loss" in r]
   assert [r for r in records if metric in r]
   assert (workdir / "final_metrics.json").is_file()
@@ -77,51 +89,90 @@ def _check_trained(result, workdir, metric):
 
 @pytest.mark.parametrize("as_prepared_folder", [False, True])
 def test_image_smoke_run_without_tensorflow(
-    image_folder, tmp_path, no_tensorflow_env, as_prepared_folder):
+  image_folder, tmp_path, no_tensorflow_env, as_prepared_folder
+):
   data_dir = tmp_path / "tfds"
-  builder = image_source.get_builder(ml_collections.ConfigDict(dict(
-      name="", path=str(image_folder), data_dir=str(data_dir))))
+  builder = image_source.get_builder(
+    ml_collections.ConfigDict(
+      dict(name="", path=str(image_folder), data_dir=str(data_dir))
+    )
+  )
   # Either the source with its data_dir (as prepared), or the prepared
   # folder itself, e.g. copied to a machine without TensorFlow.
-  data = ([f"--config.dataset.path={builder.data_path}"] if as_prepared_folder
-          else [f"--config.dataset.path={image_folder}",
-                f"--config.dataset.data_dir={data_dir}"])
+  data = (
+    [f"--config.dataset.path={builder.data_path}"]
+    if as_prepared_folder
+    else [
+      f"--config.dataset.path={image_folder}",
+      f"--config.dataset.data_dir={data_dir}",
+    ]
+  )
   workdir = tmp_path / "run"
-  result = _run_main(no_tensorflow_env, "cifar10.py:smoke", workdir, *data,
-                     "--config.batch_size=16", "--config.total_steps=4",
-                     "--config.log_every_steps=2")
+  result = _run_main(
+    no_tensorflow_env,
+    "cifar10.py:smoke",
+    workdir,
+    *data,
+    "--config.batch_size=16",
+    "--config.total_steps=4",
+    "--config.log_every_steps=2",
+  )
   _check_trained(result, workdir, "eval_accuracy")
   assert "Data: 96 training examples used" in result.stdout
 
 
 def test_image_data_that_is_not_prepared_needs_tensorflow(
-    image_folder, tmp_path, no_tensorflow_env):
-  result = _run_main(no_tensorflow_env, "cifar10.py:smoke", tmp_path / "run",
-                     f"--config.dataset.path={image_folder}",
-                     f"--config.dataset.data_dir={tmp_path / 'tfds'}")
+  image_folder, tmp_path, no_tensorflow_env
+):
+  result = _run_main(
+    no_tensorflow_env,
+    "cifar10.py:smoke",
+    tmp_path / "run",
+    f"--config.dataset.path={image_folder}",
+    f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+  )
   assert result.returncode == 1
   assert "preparing a dataset needs TensorFlow" in result.stderr
   assert "Traceback" not in result.stderr
 
 
-def test_text_smoke_run_without_tensorflow(tinyshakespeare_dir, tmp_path,
-                                           no_tensorflow_env):
+def test_text_smoke_run_without_tensorflow(
+  tinyshakespeare_dir, tmp_path, no_tensorflow_env
+):
   data_dir = tmp_path / "tfds"
-  text.load_text(ml_collections.ConfigDict(dict(
-      name="tiny_shakespeare", path="", data_dir=str(data_dir),
-      manual_dir=str(tinyshakespeare_dir), train_split="train",
-      eval_split="validation", tokenizer="byte", eval_fraction=0.0)),
-                 seq_len=8, workdir=str(tmp_path))
+  text.load_text(
+    ml_collections.ConfigDict(
+      dict(
+        name="tiny_shakespeare",
+        path="",
+        data_dir=str(data_dir),
+        manual_dir=str(tinyshakespeare_dir),
+        train_split="train",
+        eval_split="validation",
+        tokenizer="byte",
+        eval_fraction=0.0,
+      )
+    ),
+    seq_len=8,
+    workdir=str(tmp_path),
+  )
   workdir = tmp_path / "run"
-  result = _run_main(no_tensorflow_env, "tiny_shakespeare.py:smoke", workdir,
-                     f"--config.dataset.data_dir={data_dir}",
-                     "--config.total_steps=4", "--config.log_every_steps=2")
+  result = _run_main(
+    no_tensorflow_env,
+    "tiny_shakespeare.py:smoke",
+    workdir,
+    f"--config.dataset.data_dir={data_dir}",
+    "--config.total_steps=4",
+    "--config.log_every_steps=2",
+  )
   _check_trained(result, workdir, "eval_bits_per_byte")
 
 
-def test_metric_writer_without_tensorboard_says_so_once(tmp_path, monkeypatch,
-                                                        capsys):
+def test_metric_writer_without_tensorboard_says_so_once(
+  tmp_path, monkeypatch, capsys
+):
   from mimetic_jax import metric_logging  # pylint: disable=g-import-not-at-top
+
   monkeypatch.setitem(sys.modules, "tensorboard.summary.writer", None)
   writer = metric_logging.MetricWriter(str(tmp_path))
   writer.write(1, {"train_loss": 2.0})

@@ -31,16 +31,20 @@ import numpy as np
 # torch's CUDA build imports triton, whose native library can crash the
 # process when loaded after TensorFlow; CPU training never needs it.
 sys.modules.setdefault("triton", None)
-import torch  # pylint: disable=g-import-not-at-top
-import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
+import torch  # noqa: E402 (after the triton stub / importorskip)
+import torch.nn.functional as F  # noqa: E402 (after the triton stub / importorskip)
 
-from mimetic_jax import timm_port  # pylint: disable=g-import-not-at-top
-from mimetic_jax.models.init import parse_strength  # pylint: disable=g-import-not-at-top
+from mimetic_jax import timm_port  # noqa: E402 (after the triton stub / importorskip)
+from mimetic_jax.models.init import parse_strength  # noqa: E402 (after the triton stub / importorskip)
 
 
-def mimetic_(vit, generator: torch.Generator, *,
-             qk: tuple[float, float] | None,
-             vo: tuple[float, float] | None) -> None:
+def mimetic_(
+  vit,
+  generator: torch.Generator,
+  *,
+  qk: tuple[float, float] | None,
+  vo: tuple[float, float] | None,
+) -> None:
   """Mimetic init of every block's `attn.qkv` / `attn.proj` weights, in place.
 
   `qk`, `vo`: `(alpha, signed beta)`, or None to keep timm's init for that
@@ -53,8 +57,9 @@ def mimetic_(vit, generator: torch.Generator, *,
       k = d // attention.num_heads
       weight = attention.qkv.weight  # (3d, d): [q | k | v] rows, head-major.
       target = lambda alpha, beta: (  # pylint: disable=g-long-lambda
-          alpha * torch.randn(d, d, generator=generator) / math.sqrt(d) +
-          beta * torch.eye(d))
+        alpha * torch.randn(d, d, generator=generator) / math.sqrt(d)  # noqa: B023 (used in this iteration)
+        + beta * torch.eye(d)  # noqa: B023 (used in this iteration)
+      )
       if qk is not None:
         for head in range(attention.num_heads):
           u, s, vh = torch.linalg.svd(target(*qk))
@@ -66,7 +71,7 @@ def mimetic_(vit, generator: torch.Generator, *,
       if vo is not None:
         u, s, vh = torch.linalg.svd(target(*vo))
         root = s.sqrt()
-        weight[2 * d:] = (u * root).T  # W_v: (d, d).
+        weight[2 * d :] = (u * root).T  # W_v: (d, d).
         attention.proj.weight.copy_((root[:, None] * vh).T)  # W_proj.
 
 
@@ -80,9 +85,12 @@ def grad_group(name: str) -> str:
     if module == "attn":
       return f"vo/{layer}" if sub == "proj" else f"qkv/{layer}"
     return f"mlp/{layer}" if module == "mlp" else "norms"
-  for prefix, group in (("patch_embed", "patch_embedding"),
-                        ("cls_token", "cls_token"), ("norm", "norms"),
-                        ("head", "head")):
+  for prefix, group in (
+    ("patch_embed", "patch_embedding"),
+    ("cls_token", "cls_token"),
+    ("norm", "norms"),
+    ("head", "head"),
+  ):
     if name.startswith(prefix):
       return group
   raise ValueError(f"No gradient group for parameter {name!r}.")
@@ -99,7 +107,7 @@ def group_norms(vit) -> dict[str, float]:
     if group.startswith("qkv/"):  # q and k rows vs v rows.
       d = g.shape[0] // 3
       layer = group.split("/")[1]
-      parts = {f"qk/{layer}": g[:2 * d], f"vo/{layer}": g[2 * d:]}
+      parts = {f"qk/{layer}": g[: 2 * d], f"vo/{layer}": g[2 * d :]}
     for part, x in parts.items():
       squares[part] = squares.get(part, 0.0) + float(x.double().square().sum())
   return {group: math.sqrt(v) for group, v in squares.items()}
@@ -109,9 +117,16 @@ def _nchw(images: np.ndarray) -> torch.Tensor:
   return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
 
 
-def train(vit, batches: np.ndarray, labels: np.ndarray, *,
-          learning_rates: Sequence[float], config: Any,
-          grad_norm_steps: int, log) -> dict[str, Any]:
+def train(
+  vit,
+  batches: np.ndarray,
+  labels: np.ndarray,
+  *,
+  learning_rates: Sequence[float],
+  config: Any,
+  grad_norm_steps: int,
+  log,
+) -> dict[str, Any]:
   """Trains `vit` in place, one step per batch.
 
   Args:
@@ -130,10 +145,17 @@ def train(vit, batches: np.ndarray, labels: np.ndarray, *,
   """
   trainable = [p for p in vit.parameters() if p.requires_grad]
   optimizer = torch.optim.AdamW(
-      [{"params": [p for p in trainable if p.ndim >= 2],
-        "weight_decay": config.weight_decay},
-       {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0}],
-      lr=0.0, betas=(config.b1, config.b2), eps=config.adam_eps)
+    [
+      {
+        "params": [p for p in trainable if p.ndim >= 2],
+        "weight_decay": config.weight_decay,
+      },
+      {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+    ],
+    lr=0.0,
+    betas=(config.b1, config.b2),
+    eps=config.adam_eps,
+  )
   vit.train()
   losses, norms = [], []
   start = time.perf_counter()
@@ -141,8 +163,11 @@ def train(vit, batches: np.ndarray, labels: np.ndarray, *,
     for group in optimizer.param_groups:
       group["lr"] = float(learning_rates[step])
     logits = vit(_nchw(images))
-    loss = F.cross_entropy(logits, torch.from_numpy(targets).long(),
-                           label_smoothing=config.label_smoothing)
+    loss = F.cross_entropy(
+      logits,
+      torch.from_numpy(targets).long(),
+      label_smoothing=config.label_smoothing,
+    )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if step < grad_norm_steps:
@@ -155,47 +180,91 @@ def train(vit, batches: np.ndarray, labels: np.ndarray, *,
       raise FloatingPointError(f"timm run: loss {losses[-1]} at step {step}.")
     if (step + 1) % config.log_every_steps == 0 or step + 1 == len(batches):
       seconds = time.perf_counter() - start
-      log(f"step {step + 1}/{len(batches)}: train_loss {losses[-1]:.4f}, "
-          f"{(step + 1) * len(images) / seconds:.0f} img/s")
-  return {"train_loss": losses, "grad_norms": norms,
-          "train_seconds": time.perf_counter() - start}
+      log(
+        f"step {step + 1}/{len(batches)}: train_loss {losses[-1]:.4f}, "
+        f"{(step + 1) * len(images) / seconds:.0f} img/s"
+      )
+  return {
+    "train_loss": losses,
+    "grad_norms": norms,
+    "train_seconds": time.perf_counter() - start,
+  }
 
 
-def evaluate(vit, images: np.ndarray, labels: np.ndarray, *, batch_size: int,
-             label_smoothing: float) -> dict[str, float]:
+def evaluate(
+  vit,
+  images: np.ndarray,
+  labels: np.ndarray,
+  *,
+  batch_size: int,
+  label_smoothing: float,
+) -> dict[str, float]:
   """Accuracy and mean loss (with the training label smoothing, as the
   project's eval reports it) over all of `images`."""
   vit.eval()
   loss_sum = correct = 0.0
   with torch.no_grad():
     for i in range(0, len(images), batch_size):
-      logits = vit(_nchw(images[i:i + batch_size]))
-      targets = torch.from_numpy(labels[i:i + batch_size]).long()
-      loss_sum += float(F.cross_entropy(logits, targets, reduction="sum",
-                                        label_smoothing=label_smoothing))
+      logits = vit(_nchw(images[i : i + batch_size]))
+      targets = torch.from_numpy(labels[i : i + batch_size]).long()
+      loss_sum += float(
+        F.cross_entropy(
+          logits, targets, reduction="sum", label_smoothing=label_smoothing
+        )
+      )
       correct += float((logits.argmax(-1) == targets).sum())
-  return {"eval_accuracy": correct / len(images),
-          "eval_loss": loss_sum / len(images)}
+  return {
+    "eval_accuracy": correct / len(images),
+    "eval_loss": loss_sum / len(images),
+  }
 
 
-def run(model, *, init: str, seed: int, batches: np.ndarray,
-        labels: np.ndarray, eval_data: tuple[np.ndarray, np.ndarray], config,
-        learning_rates: Sequence[float], grad_norm_steps: int,
-        log) -> dict[str, Any]:
+def run(
+  model,
+  *,
+  init: str,
+  seed: int,
+  batches: np.ndarray,
+  labels: np.ndarray,
+  eval_data: tuple[np.ndarray, np.ndarray],
+  config,
+  learning_rates: Sequence[float],
+  grad_norm_steps: int,
+  log,
+) -> dict[str, Any]:
   """One cross-check run of timm's ViT with `model`'s architecture (a Flax
   `ViT`): timm's init (`init='default'`) or `mimetic_`, then `train` and
   `evaluate`; the run's record."""
   if init not in ("default", "mimetic"):
-    raise ValueError(f"timm runs have init 'default' or 'mimetic', not "
-                     f"{init!r}.")
+    raise ValueError(
+      f"timm runs have init 'default' or 'mimetic', not {init!r}."
+    )
   torch.manual_seed(seed)  # timm's init draws from the global generator.
-  vit = timm_port.timm_vit(model, image_size=batches.shape[2],
-                           in_chans=batches.shape[-1])
+  vit = timm_port.timm_vit(
+    model, image_size=batches.shape[2], in_chans=batches.shape[-1]
+  )
   if init == "mimetic":
-    mimetic_(vit, torch.Generator().manual_seed(seed),
-             qk=parse_strength(config.mimetic.qk, "mimetic.qk"),
-             vo=parse_strength(config.mimetic.vo, "mimetic.vo"))
-  record = train(vit, batches, labels, learning_rates=learning_rates,
-                 config=config, grad_norm_steps=grad_norm_steps, log=log)
-  return {**evaluate(vit, *eval_data, batch_size=config.eval_batch_size,
-                     label_smoothing=config.label_smoothing), **record}
+    mimetic_(
+      vit,
+      torch.Generator().manual_seed(seed),
+      qk=parse_strength(config.mimetic.qk, "mimetic.qk"),
+      vo=parse_strength(config.mimetic.vo, "mimetic.vo"),
+    )
+  record = train(
+    vit,
+    batches,
+    labels,
+    learning_rates=learning_rates,
+    config=config,
+    grad_norm_steps=grad_norm_steps,
+    log=log,
+  )
+  return {
+    **evaluate(
+      vit,
+      *eval_data,
+      batch_size=config.eval_batch_size,
+      label_smoothing=config.label_smoothing,
+    ),
+    **record,
+  }

@@ -8,14 +8,19 @@ are in `ops`, op choice and magnitudes in `randaugment`.
 import dm_pix as pix
 import jax
 
-from mimetic_jax.augment import ops
-from mimetic_jax.augment import randaugment
+from mimetic_jax.augment import ops, randaugment
 
 
-def augment_batch(key: jax.Array, images: jax.Array, *, crop_padding: int = 4,
-                  flip: bool = True, randaugment_num_ops: int = 2,
-                  randaugment_magnitude: float = 9.0,
-                  cutout_size: int = 16) -> jax.Array:
+def augment_batch(
+  key: jax.Array,
+  images: jax.Array,
+  *,
+  crop_padding: int = 4,
+  flip: bool = True,
+  randaugment_num_ops: int = 2,
+  randaugment_magnitude: float = 9.0,
+  cutout_size: int = 16,
+) -> jax.Array:
   """images: float32 (B, H, W, C) in [0, 1] -> float32 (B, H, W, C) in [0, 1].
 
   Per example, with its own key from `jax.random.split(key, B)` (split again
@@ -44,8 +49,11 @@ def augment_batch(key: jax.Array, images: jax.Array, *, crop_padding: int = 4,
       image = pix.random_flip_left_right(flip_key, image)
     if randaugment_num_ops:
       image = randaugment.randaugment(
-          randaugment_key, image, num_ops=randaugment_num_ops,
-          magnitude=randaugment_magnitude)
+        randaugment_key,
+        image,
+        num_ops=randaugment_num_ops,
+        magnitude=randaugment_magnitude,
+      )
     if cutout_size:
       image = ops.cutout(cutout_key, image, cutout_size)
     return image

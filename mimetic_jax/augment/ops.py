@@ -32,8 +32,9 @@ def _quantize(image: jax.Array) -> jax.Array:
   return jnp.round(image * 255.0).astype(jnp.int32)
 
 
-def _blend(degenerate: jax.Array, image: jax.Array,
-           factor: jax.Array | float) -> jax.Array:
+def _blend(
+  degenerate: jax.Array, image: jax.Array, factor: jax.Array | float
+) -> jax.Array:
   """PIL's `Image.blend(degenerate, image, factor)`, clipped to [0, 1].
 
   `factor` 0 gives `degenerate`, 1 gives `image`, > 1 extrapolates.
@@ -128,9 +129,14 @@ def _smooth(image: jax.Array) -> jax.Array:
   image = jnp.asarray(image)
   height, width = image.shape[:2]
   weights = ((1, 1, 1), (1, 5, 1), (1, 1, 1))
-  interior = sum(
-      weights[dy][dx] * image[dy:height - 2 + dy, dx:width - 2 + dx]
-      for dy in range(3) for dx in range(3)) / 13.0
+  interior = (
+    sum(
+      weights[dy][dx] * image[dy : height - 2 + dy, dx : width - 2 + dx]
+      for dy in range(3)
+      for dx in range(3)
+    )
+    / 13.0
+  )
   return image.at[1:-1, 1:-1].set(interior)
 
 
@@ -145,15 +151,17 @@ def sharpness(image: jax.Array, factor: jax.Array | float) -> jax.Array:
 # Geometric ops: a pull-back map, then one bilinear resample.
 
 
-def affine(image: jax.Array, affine_map: AffineMap,
-           fill: float = 0.0) -> jax.Array:
+def affine(
+  image: jax.Array, affine_map: AffineMap, fill: float = 0.0
+) -> jax.Array:
   """Resamples `image` bilinearly through a pull-back map; outside: `fill`.
 
   Exact (returns `image`) for `identity_map()`.
   """
   matrix, offset = affine_map
   return pix.affine_transform(
-      image, matrix, offset=offset, mode="constant", cval=fill)
+    image, matrix, offset=offset, mode="constant", cval=fill
+  )
 
 
 def identity_map() -> AffineMap:
@@ -161,8 +169,9 @@ def identity_map() -> AffineMap:
   return jnp.eye(3), jnp.zeros(3)
 
 
-def rotation_map(shape: tuple[int, ...],
-                 degrees: jax.Array | float) -> AffineMap:
+def rotation_map(
+  shape: tuple[int, ...], degrees: jax.Array | float
+) -> AffineMap:
   """Counter-clockwise rotation about `(shape - 1) / 2`; as `dm_pix.rotate`."""
   angle = jnp.deg2rad(degrees)
   cos, sin = jnp.cos(angle), jnp.sin(angle)
@@ -171,30 +180,30 @@ def rotation_map(shape: tuple[int, ...],
   return matrix, centre - matrix @ centre
 
 
-def shear_x_map(shape: tuple[int, ...],
-                factor: jax.Array | float) -> AffineMap:
+def shear_x_map(shape: tuple[int, ...], factor: jax.Array | float) -> AffineMap:
   """Samples `(r, c + factor * (r - centre_row))`; see `shear_x`."""
   centre_row = (shape[0] - 1) / 2.0
   matrix = jnp.array([[1.0, 0.0, 0.0], [factor, 1.0, 0.0], [0.0, 0.0, 1.0]])
   return matrix, jnp.array([0.0, -factor * centre_row, 0.0])
 
 
-def shear_y_map(shape: tuple[int, ...],
-                factor: jax.Array | float) -> AffineMap:
+def shear_y_map(shape: tuple[int, ...], factor: jax.Array | float) -> AffineMap:
   """Samples `(r + factor * (c - centre_col), c)`; see `shear_y`."""
   centre_col = (shape[1] - 1) / 2.0
   matrix = jnp.array([[1.0, factor, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
   return matrix, jnp.array([-factor * centre_col, 0.0, 0.0])
 
 
-def translation_map(down: jax.Array | float,
-                    right: jax.Array | float) -> AffineMap:
+def translation_map(
+  down: jax.Array | float, right: jax.Array | float
+) -> AffineMap:
   """Moves content `down` rows and `right` columns."""
   return jnp.eye(3), jnp.array([-down, -right, 0.0])
 
 
-def rotate(image: jax.Array, degrees: jax.Array | float, *,
-           fill: float = 0.0) -> jax.Array:
+def rotate(
+  image: jax.Array, degrees: jax.Array | float, *, fill: float = 0.0
+) -> jax.Array:
   """Rotates about the image centre; positive `degrees` is counter-clockwise.
 
   Counter-clockwise as displayed (row 0 at the top), like `PIL.Image.rotate`
@@ -205,8 +214,9 @@ def rotate(image: jax.Array, degrees: jax.Array | float, *,
   return affine(image, rotation_map(image.shape, degrees), fill)
 
 
-def shear_x(image: jax.Array, factor: jax.Array | float, *,
-            fill: float = 0.0) -> jax.Array:
+def shear_x(
+  image: jax.Array, factor: jax.Array | float, *, fill: float = 0.0
+) -> jax.Array:
   """Horizontal shear about the centre row `(H - 1) / 2`.
 
   Output pixel `(r, c)` samples the input at
@@ -216,8 +226,9 @@ def shear_x(image: jax.Array, factor: jax.Array | float, *,
   return affine(image, shear_x_map(image.shape, factor), fill)
 
 
-def shear_y(image: jax.Array, factor: jax.Array | float, *,
-            fill: float = 0.0) -> jax.Array:
+def shear_y(
+  image: jax.Array, factor: jax.Array | float, *, fill: float = 0.0
+) -> jax.Array:
   """Vertical shear about the centre column `(W - 1) / 2`.
 
   Output pixel `(r, c)` samples the input at
@@ -227,8 +238,9 @@ def shear_y(image: jax.Array, factor: jax.Array | float, *,
   return affine(image, shear_y_map(image.shape, factor), fill)
 
 
-def translate_x(image: jax.Array, pixels: jax.Array | float, *,
-                fill: float = 0.0) -> jax.Array:
+def translate_x(
+  image: jax.Array, pixels: jax.Array | float, *, fill: float = 0.0
+) -> jax.Array:
   """Moves content `pixels` to the right (left if negative).
 
   `out[:, c] = image[:, c - pixels]`, uncovered columns `fill`; exact for
@@ -237,8 +249,9 @@ def translate_x(image: jax.Array, pixels: jax.Array | float, *,
   return affine(image, translation_map(0.0, pixels), fill)
 
 
-def translate_y(image: jax.Array, pixels: jax.Array | float, *,
-                fill: float = 0.0) -> jax.Array:
+def translate_y(
+  image: jax.Array, pixels: jax.Array | float, *, fill: float = 0.0
+) -> jax.Array:
   """Moves content `pixels` down (up if negative).
 
   `out[r] = image[r - pixels]`, uncovered rows `fill`; exact for integer
@@ -250,8 +263,9 @@ def translate_y(image: jax.Array, pixels: jax.Array | float, *,
 # Random crop and cutout.
 
 
-def random_crop_with_padding(key: jax.Array, image: jax.Array,
-                             padding: int) -> jax.Array:
+def random_crop_with_padding(
+  key: jax.Array, image: jax.Array, padding: int
+) -> jax.Array:
   """Zero-pads `padding` pixels on every side, then crops `(H, W)` at random.
 
   The CIFAR convention: the result is the image moved by a uniform
@@ -262,8 +276,9 @@ def random_crop_with_padding(key: jax.Array, image: jax.Array,
   return pix.random_crop(key, padded, image.shape)
 
 
-def cutout(key: jax.Array, image: jax.Array, size: int, *,
-           fill: float = 0.0) -> jax.Array:
+def cutout(
+  key: jax.Array, image: jax.Array, size: int, *, fill: float = 0.0
+) -> jax.Array:
   """Fills one `size x size` square with `fill` (DeVries & Taylor, 2017).
 
   The square covers rows `[cy - size // 2, cy - size // 2 + size)` and the
@@ -276,6 +291,7 @@ def cutout(key: jax.Array, image: jax.Array, size: int, *,
   start = centre - size // 2
   rows = jnp.arange(height) - start[0]
   cols = jnp.arange(width) - start[1]
-  inside = (((rows >= 0) & (rows < size))[:, None]
-            & ((cols >= 0) & (cols < size))[None, :])
+  inside = ((rows >= 0) & (rows < size))[:, None] & (
+    (cols >= 0) & (cols < size)
+  )[None, :]
   return jnp.where(inside[..., None], jnp.asarray(fill, image.dtype), image)

@@ -35,39 +35,95 @@ _MAX_ENHANCE_DELTA = 0.9
 # `strength = sign * level` lies in [-1, 1]; unsigned ops use `|strength|`.
 # Geometric part: (shape, strength) -> pull-back map; pixel part:
 # (image, strength) -> image.
-_OPS: tuple[tuple[str, Callable[..., ops.AffineMap] | None,
-                  Callable[..., jax.Array] | None], ...] = (
-    ("Identity", None, None),
-    ("AutoContrast", None, lambda image, _: ops.autocontrast(image)),
-    ("Equalize", None, lambda image, _: ops.equalize(image)),
-    ("Rotate", lambda shape, strength: ops.rotation_map(
-        shape, _MAX_ROTATE_DEGREES * strength), None),
-    ("Solarize", None, lambda image, strength: ops.solarize(
-        image, (1.0 - jnp.abs(strength)) * 256.0 / 255.0)),
-    ("Color", None, lambda image, strength: ops.color(
-        image, 1.0 + _MAX_ENHANCE_DELTA * strength)),
-    ("Posterize", None, lambda image, strength: ops.posterize(
-        image, 8 - jnp.floor(4.0 * jnp.abs(strength)).astype(jnp.int32))),
-    ("Contrast", None, lambda image, strength: ops.contrast(
-        image, 1.0 + _MAX_ENHANCE_DELTA * strength)),
-    ("Brightness", None, lambda image, strength: ops.brightness(
-        image, 1.0 + _MAX_ENHANCE_DELTA * strength)),
-    ("Sharpness", None, lambda image, strength: ops.sharpness(
-        image, 1.0 + _MAX_ENHANCE_DELTA * strength)),
-    ("ShearX", lambda shape, strength: ops.shear_x_map(
-        shape, _MAX_SHEAR * strength), None),
-    ("ShearY", lambda shape, strength: ops.shear_y_map(
-        shape, _MAX_SHEAR * strength), None),
-    ("TranslateX", lambda shape, strength: ops.translation_map(
-        0.0, jnp.round(_MAX_TRANSLATE_FRACTION * strength * shape[1])), None),
-    ("TranslateY", lambda shape, strength: ops.translation_map(
-        jnp.round(_MAX_TRANSLATE_FRACTION * strength * shape[0]), 0.0), None),
+_OPS: tuple[
+  tuple[
+    str, Callable[..., ops.AffineMap] | None, Callable[..., jax.Array] | None
+  ],
+  ...,
+] = (
+  ("Identity", None, None),
+  ("AutoContrast", None, lambda image, _: ops.autocontrast(image)),
+  ("Equalize", None, lambda image, _: ops.equalize(image)),
+  (
+    "Rotate",
+    lambda shape, strength: ops.rotation_map(
+      shape, _MAX_ROTATE_DEGREES * strength
+    ),
+    None,
+  ),
+  (
+    "Solarize",
+    None,
+    lambda image, strength: ops.solarize(
+      image, (1.0 - jnp.abs(strength)) * 256.0 / 255.0
+    ),
+  ),
+  (
+    "Color",
+    None,
+    lambda image, strength: ops.color(
+      image, 1.0 + _MAX_ENHANCE_DELTA * strength
+    ),
+  ),
+  (
+    "Posterize",
+    None,
+    lambda image, strength: ops.posterize(
+      image, 8 - jnp.floor(4.0 * jnp.abs(strength)).astype(jnp.int32)
+    ),
+  ),
+  (
+    "Contrast",
+    None,
+    lambda image, strength: ops.contrast(
+      image, 1.0 + _MAX_ENHANCE_DELTA * strength
+    ),
+  ),
+  (
+    "Brightness",
+    None,
+    lambda image, strength: ops.brightness(
+      image, 1.0 + _MAX_ENHANCE_DELTA * strength
+    ),
+  ),
+  (
+    "Sharpness",
+    None,
+    lambda image, strength: ops.sharpness(
+      image, 1.0 + _MAX_ENHANCE_DELTA * strength
+    ),
+  ),
+  (
+    "ShearX",
+    lambda shape, strength: ops.shear_x_map(shape, _MAX_SHEAR * strength),
+    None,
+  ),
+  (
+    "ShearY",
+    lambda shape, strength: ops.shear_y_map(shape, _MAX_SHEAR * strength),
+    None,
+  ),
+  (
+    "TranslateX",
+    lambda shape, strength: ops.translation_map(
+      0.0, jnp.round(_MAX_TRANSLATE_FRACTION * strength * shape[1])
+    ),
+    None,
+  ),
+  (
+    "TranslateY",
+    lambda shape, strength: ops.translation_map(
+      jnp.round(_MAX_TRANSLATE_FRACTION * strength * shape[0]), 0.0
+    ),
+    None,
+  ),
 )
 RANDAUGMENT_OPS: tuple[str, ...] = tuple(name for name, _, _ in _OPS)
 
 
-def randaugment(key: jax.Array, image: jax.Array, *, num_ops: int = 2,
-                magnitude: float = 9.0) -> jax.Array:
+def randaugment(
+  key: jax.Array, image: jax.Array, *, num_ops: int = 2, magnitude: float = 9.0
+) -> jax.Array:
   """Applies `num_ops` ops drawn uniformly (with replacement) from the list.
 
   Each op gets a fresh uniform index into `RANDAUGMENT_OPS` and a fresh random
@@ -94,9 +150,12 @@ def randaugment(key: jax.Array, image: jax.Array, *, num_ops: int = 2,
   if not 0.0 <= magnitude <= MAX_MAGNITUDE:
     raise ValueError(f"magnitude must be in [0, 10], got {magnitude}")
   level = magnitude / MAX_MAGNITUDE
-  maps = [functools.partial(geometric, image.shape) if geometric
-          else lambda _: ops.identity_map()
-          for _, geometric, _ in _OPS]
+  maps = [
+    functools.partial(geometric, image.shape)
+    if geometric
+    else lambda _: ops.identity_map()
+    for _, geometric, _ in _OPS
+  ]
   pixel_ops = [pixel or (lambda image, _: image) for _, _, pixel in _OPS]
 
   def apply_one(image, op_key):

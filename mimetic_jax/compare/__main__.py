@@ -30,38 +30,47 @@ training anything: results in one `DIR` come from one config.
 without training (by default from every `<init>_seed<seed>` run found there).
 """
 
+from collections.abc import Sequence
 import pathlib
 import sys
-from collections.abc import Sequence
 
-from absl import app
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 from mimetic_jax import cli
-from mimetic_jax.compare import options
-from mimetic_jax.compare import runner
-from mimetic_jax.compare import summary
-from mimetic_jax.compare import workdirs
+from mimetic_jax.compare import options, runner, summary, workdirs
 from mimetic_jax.errors import UserError
 from mimetic_jax.models import INITS
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file with optional preset, as for main.py: "
-    "configs/cifar10.py:cpu. Optional with --report_only.", lock_config=True)
+  "config",
+  None,
+  "Config file with optional preset, as for main.py: "
+  "configs/cifar10.py:cpu. Optional with --report_only.",
+  lock_config=True,
+)
 _SEEDS = flags.DEFINE_string("seeds", "0,1", "Comma-separated seeds.")
 _INITS = flags.DEFINE_string(
-    "inits", "default,mimetic",
-    "Comma-separated inits: default, mimetic, trunc_normal.")
+  "inits",
+  "default,mimetic",
+  "Comma-separated inits: default, mimetic, trunc_normal.",
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Comparison folder; each run trains in "
-    "<workdir>/<init>_seed<seed>/.")
+  "workdir",
+  None,
+  "Comparison folder; each run trains in <workdir>/<init>_seed<seed>/.",
+)
 _REPORT_ONLY = flags.DEFINE_bool(
-    "report_only", False, "Only rebuild results.md and the plot from the "
-    "runs in --workdir; train nothing.")
+  "report_only",
+  False,
+  "Only rebuild results.md and the plot from the "
+  "runs in --workdir; train nothing.",
+)
 _FRACTIONS = flags.DEFINE_string(
-    "fractions", ",".join(f"{f:g}" for f in summary.DEFAULT_FRACTIONS),
-    "Fractions of the step budget at which to report the metric.")
+  "fractions",
+  ",".join(f"{f:g}" for f in summary.DEFAULT_FRACTIONS),
+  "Fractions of the step budget at which to report the metric.",
+)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -70,34 +79,57 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   report_only = _REPORT_ONLY.value
   # With --report_only, no --inits / --seeds means every run found.
-  inits = (options.parse_inits(_INITS.value, INITS)
-           if _INITS.present or not report_only else None)
-  seeds = (options.parse_seeds(_SEEDS.value)
-           if _SEEDS.present or not report_only else None)
+  inits = (
+    options.parse_inits(_INITS.value, INITS)
+    if _INITS.present or not report_only
+    else None
+  )
+  seeds = (
+    options.parse_seeds(_SEEDS.value)
+    if _SEEDS.present or not report_only
+    else None
+  )
   fractions = options.parse_fractions(_FRACTIONS.value)
   config, config_arg, overrides = _CONFIG.value, None, []
   if config is None and not report_only:
-    raise UserError("--config is required (e.g. --config "
-                    "configs/cifar10.py:cpu) unless --report_only.")
+    raise UserError(
+      "--config is required (e.g. --config "
+      "configs/cifar10.py:cpu) unless --report_only."
+    )
   if config is not None:
     config_arg = config_flags.get_config_filename(flags.FLAGS["config"])
     overridden = config_flags.get_override_values(flags.FLAGS["config"])
     fixed = [k for k in overridden if k in workdirs.PER_RUN_KEYS]
     if fixed:
-      raise UserError(f"--config.{fixed[0]} is set per run by the runner; "
-                      f"use --{fixed[0]}s instead.")
+      raise UserError(
+        f"--config.{fixed[0]} is set per run by the runner; "
+        f"use --{fixed[0]}s instead."
+      )
     overrides = options.override_args(flags.FLAGS, "config")
     if not runner.MAIN_PY.exists():
-      raise UserError(f"Cannot find the trainer {runner.MAIN_PY}; run the "
-                      "comparison from a checkout of the repository.")
+      raise UserError(
+        f"Cannot find the trainer {runner.MAIN_PY}; run the "
+        "comparison from a checkout of the repository."
+      )
   try:
     code = runner.compare(
-        config=config, config_arg=config_arg, overrides=overrides,
-        inits=inits, seeds=seeds, workdir=pathlib.Path(_WORKDIR.value),
-        fractions=fractions, report_only=report_only, argv=sys.argv)
+      config=config,
+      config_arg=config_arg,
+      overrides=overrides,
+      inits=inits,
+      seeds=seeds,
+      workdir=pathlib.Path(_WORKDIR.value),
+      fractions=fractions,
+      report_only=report_only,
+      argv=sys.argv,
+    )
   except KeyboardInterrupt:  # Between runs: nothing is training to stop.
-    print("Interrupted between runs; finished runs are kept. Rerun the same "
-          "command to go on.", file=sys.stderr, flush=True)
+    print(
+      "Interrupted between runs; finished runs are kept. Rerun the same "
+      "command to go on.",
+      file=sys.stderr,
+      flush=True,
+    )
     code = 130
   sys.exit(code)
 

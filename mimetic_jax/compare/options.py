@@ -6,8 +6,8 @@ absl and ml_collections parsed back into arguments for each run's trainer.
 """
 
 import ast
-import enum
 from collections.abc import Sequence
+import enum
 
 from absl import flags
 from ml_collections import config_flags
@@ -19,16 +19,19 @@ def parse_seeds(text: str) -> list[int]:
   """'0,1,2' -> [0, 1, 2]; empty, non-integer or repeated seeds are errors."""
   parts = [p.strip() for p in text.split(",")] if text.strip() else []
   if not parts:
-    raise UserError("--seeds is empty; give a comma-separated list of "
-                    "integers, e.g. --seeds=0,1.")
+    raise UserError(
+      "--seeds is empty; give a comma-separated list of "
+      "integers, e.g. --seeds=0,1."
+    )
   seeds = []
   for part in parts:
     try:
       seeds.append(int(part))
     except ValueError:
       raise UserError(
-          f"--seeds={text!r}: {part!r} is not an integer; give a "
-          "comma-separated list of integers, e.g. --seeds=0,1.") from None
+        f"--seeds={text!r}: {part!r} is not an integer; give a "
+        "comma-separated list of integers, e.g. --seeds=0,1."
+      ) from None
   if len(set(seeds)) != len(seeds):
     raise UserError(f"--seeds={text!r} repeats a seed; list each once.")
   return seeds
@@ -38,12 +41,16 @@ def parse_inits(text: str, known: Sequence[str]) -> list[str]:
   """'default,mimetic' -> ['default', 'mimetic'], checked against `known`."""
   inits = [p.strip() for p in text.split(",") if p.strip()]
   if not inits:
-    raise UserError(f"--inits is empty; give a comma-separated list of "
-                    f"{', '.join(known)}, e.g. --inits=default,mimetic.")
+    raise UserError(
+      f"--inits is empty; give a comma-separated list of "
+      f"{', '.join(known)}, e.g. --inits=default,mimetic."
+    )
   unknown = [i for i in inits if i not in known]
   if unknown:
-    raise UserError(f"--inits={text!r}: unknown init(s) {unknown}; "
-                    f"choose from {', '.join(known)}.")
+    raise UserError(
+      f"--inits={text!r}: unknown init(s) {unknown}; "
+      f"choose from {', '.join(known)}."
+    )
   if len(set(inits)) != len(inits):
     raise UserError(f"--inits={text!r} repeats an init; list each once.")
   return inits
@@ -57,13 +64,16 @@ def parse_fractions(text: str) -> list[float]:
   except ValueError:
     fractions = []
   if not fractions or not all(0 < f <= 1 for f in fractions):
-    raise UserError(f"--fractions={text!r} must be a comma-separated list "
-                    "of numbers in (0, 1], e.g. 0.25,0.5,0.75,1.")
+    raise UserError(
+      f"--fractions={text!r} must be a comma-separated list "
+      "of numbers in (0, 1], e.g. 0.25,0.5,0.75,1."
+    )
   return sorted(set(fractions))
 
 
-def override_args(flag_values: flags.FlagValues = flags.FLAGS,
-                  name: str = "config") -> list[str]:
+def override_args(
+  flag_values: flags.FlagValues = flags.FLAGS, name: str = "config"
+) -> list[str]:
   """Arguments that make another `--<name>` flag parse the same overrides.
 
   From `config_flags.get_override_values`, so absl has already resolved
@@ -100,7 +110,9 @@ def override_args(flag_values: flags.FlagValues = flags.FLAGS,
         except (SyntaxError, ValueError):
           same = False
         if not same:
-          raise UserError(f"--{flag.name}: cannot pass the value {text} on "
-                          "to each run; set it in the config file instead.")
+          raise UserError(
+            f"--{flag.name}: cannot pass the value {text} on "
+            "to each run; set it in the config file instead."
+          )
       args.append(f"--{flag.name}={text}")
   return args

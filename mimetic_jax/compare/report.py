@@ -5,27 +5,30 @@ reads the run folders, summarises them and writes both files into the
 comparison folder (the plot under the metric's `plot_file` name).
 """
 
+from collections.abc import Mapping, Sequence
 import math
 import pathlib
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mimetic_jax.compare import summary
-from mimetic_jax.compare import workdirs
+from mimetic_jax.compare import summary, workdirs
 from mimetic_jax.metric_logging import format_duration
 
 
-def markdown_table(header: Sequence[str],
-                   rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(
+  header: Sequence[str], rows: Sequence[Sequence[str]]
+) -> list[str]:
   """The lines of a GitHub-flavoured markdown table."""
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---" for _ in header) + "|"]
+  lines = [
+    "| " + " | ".join(header) + " |",
+    "|" + "|".join("---" for _ in header) + "|",
+  ]
   lines += ["| " + " | ".join(row) + " |" for row in rows]
   return lines
 
 
-def _format_mean_std(metric: summary.Metric,
-                     stats: tuple[float | None, float | None, int]) -> str:
+def _format_mean_std(
+  metric: summary.Metric, stats: tuple[float | None, float | None, int]
+) -> str:
   mean, std, n = stats
   if mean is None:
     return "—"
@@ -35,13 +38,17 @@ def _format_mean_std(metric: summary.Metric,
   return text if n > 1 else text + " (n=1)"
 
 
-def render_markdown(*, title: str, metric: summary.Metric,
-                    runs: Sequence[Mapping[str, Any]],
-                    fractions: Sequence[float] = summary.DEFAULT_FRACTIONS,
-                    command: str | None = None,
-                    report_command: str | None = None,
-                    total_steps: int | None = None,
-                    notes: Sequence[str] = ()) -> str:
+def render_markdown(
+  *,
+  title: str,
+  metric: summary.Metric,
+  runs: Sequence[Mapping[str, Any]],
+  fractions: Sequence[float] = summary.DEFAULT_FRACTIONS,
+  command: str | None = None,
+  report_command: str | None = None,
+  total_steps: int | None = None,
+  notes: Sequence[str] = (),
+) -> str:
   """`results.md` from per-run summaries.
 
   Args:
@@ -63,13 +70,16 @@ def render_markdown(*, title: str, metric: summary.Metric,
   if report_command and report_command != command:
     lines += ["Report rebuilt by:", "", "```", report_command, "```", ""]
   lines += [
-      f"Metric: **{metric.label}**, {metric.direction}. *Final* is the last "
-      "eval (end of training); *best* is the best eval at any point (picked "
-      "with hindsight, so optimistic). Values are mean ± sample standard "
-      "deviation (n − 1) over seeds. *At p %* is the eval record nearest to "
-      "p % of the step budget" + (f" ({total_steps} steps)" if total_steps
-                                  else "") + "; the column header gives the "
-      "step of that record, which with sparse evals can be far from p %.", ""]
+    f"Metric: **{metric.label}**, {metric.direction}. *Final* is the last "
+    "eval (end of training); *best* is the best eval at any point (picked "
+    "with hindsight, so optimistic). Values are mean ± sample standard "
+    "deviation (n − 1) over seeds. *At p %* is the eval record nearest to "
+    "p % of the step budget"
+    + (f" ({total_steps} steps)" if total_steps else "")
+    + "; the column header gives the "
+    "step of that record, which with sparse evals can be far from p %.",
+    "",
+  ]
   lines += list(notes) + ([""] if notes else [])
 
   def fraction_header(f):
@@ -80,9 +90,11 @@ def render_markdown(*, title: str, metric: summary.Metric,
     return f"{head} (steps {used[0]}–{used[-1]})" if used else head
 
   baseline = next(iter(per_init), None)
-  header = (["init", "seeds", "final", "best"]
-            + [fraction_header(f) for f in fractions]
-            + [f"final − {baseline}" if baseline else "Δ"])
+  header = (
+    ["init", "seeds", "final", "best"]
+    + [fraction_header(f) for f in fractions]
+    + [f"final − {baseline}" if baseline else "Δ"]
+  )
   rows = []
   for init, stats in per_init.items():
     delta = "—"
@@ -92,14 +104,29 @@ def render_markdown(*, title: str, metric: summary.Metric,
     seeds = ",".join(str(s) for s in stats["seeds"])
     if stats["finished"] < len(stats["seeds"]):
       seeds += f" ({stats['finished']} finished)"
-    rows.append([init, seeds, _format_mean_std(metric, stats["final"]),
-                 _format_mean_std(metric, stats["best"])]
-                + [_format_mean_std(metric, stats["at"][f]) for f in fractions]
-                + [delta])
+    rows.append(
+      [
+        init,
+        seeds,
+        _format_mean_std(metric, stats["final"]),
+        _format_mean_std(metric, stats["best"]),
+      ]
+      + [_format_mean_std(metric, stats["at"][f]) for f in fractions]
+      + [delta]
+    )
   lines += ["## Per init", ""] + markdown_table(header, rows) + [""]
 
-  header = ["run", "init", "seed", "final", "best (step)", "steps", "epochs",
-            "wall time", "status"]
+  header = [
+    "run",
+    "init",
+    "seed",
+    "final",
+    "best (step)",
+    "steps",
+    "epochs",
+    "wall time",
+    "status",
+  ]
   rows = []
   for run in runs:
     s = run["summary"]
@@ -107,25 +134,37 @@ def render_markdown(*, title: str, metric: summary.Metric,
     if s["total_steps"]:
       steps += f" / {s['total_steps']}"
     epoch, wall = s["epoch"], run.get("wall_seconds")
-    rows.append([
-        workdirs.run_name(run["init"], run["seed"]), run["init"],
-        str(run["seed"]), metric.format(s["final"]),
-        "—" if s["best"] is None else
-        f"{metric.format(s['best'])} ({s['best_step']})",
-        steps, "—" if epoch is None or not math.isfinite(epoch)
-        else f"{epoch:.2f}", "—" if wall is None else format_duration(wall),
-        run.get("status") or ("finished" if s["finished"] else "incomplete")])
+    rows.append(
+      [
+        workdirs.run_name(run["init"], run["seed"]),
+        run["init"],
+        str(run["seed"]),
+        metric.format(s["final"]),
+        "—"
+        if s["best"] is None
+        else f"{metric.format(s['best'])} ({s['best_step']})",
+        steps,
+        "—" if epoch is None or not math.isfinite(epoch) else f"{epoch:.2f}",
+        "—" if wall is None else format_duration(wall),
+        run.get("status") or ("finished" if s["finished"] else "incomplete"),
+      ]
+    )
   lines += ["## Per run", ""] + markdown_table(header, rows) + [""]
   lines += [f"![{metric.label} against epoch]({metric.plot_file})", ""]
   return "\n".join(lines)
 
 
-def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]],
-                runs: Sequence[Mapping[str, Any]], metric: summary.Metric,
-                path: pathlib.Path, title: str) -> None:
+def plot_curves(
+  curves: Mapping[str, Sequence[Mapping[str, float]]],
+  runs: Sequence[Mapping[str, Any]],
+  metric: summary.Metric,
+  path: pathlib.Path,
+  title: str,
+) -> None:
   """Eval metric against epoch (step where no epoch is recorded): one
   colour per init, one line style per seed."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
@@ -138,13 +177,18 @@ def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]],
     curve = curves.get(workdirs.run_name(run["init"], run["seed"])) or []
     if not curve:
       continue
-    xs = [p["epoch"] if math.isfinite(p["epoch"]) else p["step"]
-          for p in curve]
+    xs = [p["epoch"] if math.isfinite(p["epoch"]) else p["step"] for p in curve]
     ys = [p["value"] * metric.scale for p in curve]
-    ax.plot(xs, ys, color=colours(inits.index(run["init"]) % 10),
-            linestyle=styles[seeds.index(run["seed"]) % len(styles)],
-            marker="o", markersize=2.5, linewidth=1.4,
-            label=f"{run['init']} seed {run['seed']}")
+    ax.plot(
+      xs,
+      ys,
+      color=colours(inits.index(run["init"]) % 10),
+      linestyle=styles[seeds.index(run["seed"]) % len(styles)],
+      marker="o",
+      markersize=2.5,
+      linewidth=1.4,
+      label=f"{run['init']} seed {run['seed']}",
+    )
   ax.set_xlabel("epoch")
   ax.set_ylabel(f"{metric.label} ({metric.direction})")
   ax.set_title(title, fontsize=10)
@@ -156,12 +200,16 @@ def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]],
   plt.close(fig)
 
 
-def _runs_for_report(runs: Sequence[workdirs.RunDir],
-                     fractions: Sequence[float],
-                     status: Mapping[str, str] | None = None
-                     ) -> tuple[summary.Metric | None, list[dict[str, Any]],
-                                dict[str, list[dict[str, float]]],
-                                int | None]:
+def _runs_for_report(
+  runs: Sequence[workdirs.RunDir],
+  fractions: Sequence[float],
+  status: Mapping[str, str] | None = None,
+) -> tuple[
+  summary.Metric | None,
+  list[dict[str, Any]],
+  dict[str, list[dict[str, float]]],
+  int | None,
+]:
   """(metric, run dicts for `render_markdown`, curves by name, budget).
 
   The metric follows the first started run's task; the budget is the one
@@ -175,26 +223,42 @@ def _runs_for_report(runs: Sequence[workdirs.RunDir],
   for run in runs:
     records = run.records()
     curve = summary.eval_curve(records, metric.key)
-    total = summary.budget_steps(run.config or {}, curve,
-                                     (run.final or {}).get("step"), records)
+    total = summary.budget_steps(
+      run.config or {}, curve, (run.final or {}).get("step"), records
+    )
     budgets.append(total)
     run_summary = summary.summarize_run(
-        records, metric, total_steps=total, finished=run.final is not None,
-        fractions=fractions)
-    rows.append({"init": run.init, "seed": run.seed, "summary": run_summary,
-                 "wall_seconds": run.wall_seconds,
-                 "status": (status or {}).get(run.name)})
+      records,
+      metric,
+      total_steps=total,
+      finished=run.final is not None,
+      fractions=fractions,
+    )
+    rows.append(
+      {
+        "init": run.init,
+        "seed": run.seed,
+        "summary": run_summary,
+        "wall_seconds": run.wall_seconds,
+        "status": (status or {}).get(run.name),
+      }
+    )
     curves[run.name] = curve
   known = [b for b in budgets if b]
   budget = known[0] if known and len(set(known)) == 1 else None
   return metric, rows, curves, budget
 
 
-def write_report(workdir: pathlib.Path, runs: Sequence[workdirs.RunDir], *,
-                 title: str, fractions: Sequence[float],
-                 command: str | None, report_command: str | None,
-                 status: Mapping[str, str] | None = None
-                 ) -> tuple[pathlib.Path, pathlib.Path] | None:
+def write_report(
+  workdir: pathlib.Path,
+  runs: Sequence[workdirs.RunDir],
+  *,
+  title: str,
+  fractions: Sequence[float],
+  command: str | None,
+  report_command: str | None,
+  status: Mapping[str, str] | None = None,
+) -> tuple[pathlib.Path, pathlib.Path] | None:
   """Writes `results.md` and the plot; returns their paths (None, writing
   nothing, if no run has started).
 
@@ -206,12 +270,20 @@ def write_report(workdir: pathlib.Path, runs: Sequence[workdirs.RunDir], *,
     return None
   notes = []
   if any(not r["summary"]["finished"] for r in rows):
-    notes.append("Some runs are not finished: rerun the comparison command "
-                 "to finish them; their numbers are so far.")
-  markdown = render_markdown(title=title, metric=metric, runs=rows,
-                             fractions=fractions, command=command,
-                             report_command=report_command,
-                             total_steps=budget, notes=notes)
+    notes.append(
+      "Some runs are not finished: rerun the comparison command "
+      "to finish them; their numbers are so far."
+    )
+  markdown = render_markdown(
+    title=title,
+    metric=metric,
+    runs=rows,
+    fractions=fractions,
+    command=command,
+    report_command=report_command,
+    total_steps=budget,
+    notes=notes,
+  )
   results = workdir / "results.md"
   results.write_text(markdown, encoding="utf-8")
   plot = workdir / metric.plot_file

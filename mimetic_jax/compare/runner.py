@@ -14,6 +14,7 @@ imports, data loading, compilation, training and evaluation) is added up in
 `DIR/<run>/compare_wall_time.json`.
 """
 
+from collections.abc import Sequence
 import json
 import os
 import pathlib
@@ -22,13 +23,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 
 import ml_collections
 
 from mimetic_jax import signals
-from mimetic_jax.compare import report
-from mimetic_jax.compare import workdirs
+from mimetic_jax.compare import report, workdirs
 from mimetic_jax.errors import UserError
 
 MAIN_PY = pathlib.Path(__file__).resolve().parents[2] / "main.py"
@@ -54,8 +53,9 @@ class Forwarder(signals.InterruptHandler):
       raise KeyboardInterrupt
 
 
-def train_run(command: Sequence[str], name: str, run_dir: pathlib.Path,
-              forwarder: Forwarder) -> int:
+def train_run(
+  command: Sequence[str], name: str, run_dir: pathlib.Path, forwarder: Forwarder
+) -> int:
   """Runs one trainer process, streaming its output prefixed with [name];
   returns its exit code. Its wall time is added to `run_dir`'s."""
   run_dir.mkdir(parents=True, exist_ok=True)
@@ -63,8 +63,14 @@ def train_run(command: Sequence[str], name: str, run_dir: pathlib.Path,
   prefix = f"[{name}] "
   start = time.perf_counter()
   process = subprocess.Popen(
-      command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-      errors="replace", env=env, process_group=0)
+    command,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    errors="replace",
+    env=env,
+    process_group=0,
+  )
   forwarder.process = process
   try:
     for line in process.stdout:
@@ -85,34 +91,55 @@ def command_line(argv: Sequence[str]) -> str:
   return shlex.join(["python", "-m", "mimetic_jax.compare", *argv[1:]])
 
 
-def _report_only(workdir: pathlib.Path, existing: Sequence[workdirs.RunDir],
-                 *, inits: Sequence[str] | None, seeds: Sequence[int] | None,
-                 fractions: Sequence[float], command: str) -> int:
-  runs = [r for r in existing
-          if (inits is None or r.init in inits)
-          and (seeds is None or r.seed in seeds)]
+def _report_only(
+  workdir: pathlib.Path,
+  existing: Sequence[workdirs.RunDir],
+  *,
+  inits: Sequence[str] | None,
+  seeds: Sequence[int] | None,
+  fractions: Sequence[float],
+  command: str,
+) -> int:
+  runs = [
+    r
+    for r in existing
+    if (inits is None or r.init in inits) and (seeds is None or r.seed in seeds)
+  ]
   if not runs:
-    raise UserError(f"No runs to report in {workdir} (looked for "
-                    "<init>_seed<seed>/config.json).")
+    raise UserError(
+      f"No runs to report in {workdir} (looked for "
+      "<init>_seed<seed>/config.json)."
+    )
   saved = workdirs.read_json(workdir / workdirs.COMMAND_FILE) or {}
   # The order of the command's --inits (the first is the baseline).
   order = list(inits or saved.get("inits") or [])
   order += sorted({r.init for r in runs} - set(order))
   runs.sort(key=lambda r: (order.index(r.init), r.seed))
-  title = saved.get("title") or " vs ".join(dict.fromkeys(r.init
-                                                          for r in runs))
-  paths = report.write_report(workdir, runs, title=title, fractions=fractions,
-                              command=saved.get("command"),
-                              report_command=command)
+  title = saved.get("title") or " vs ".join(dict.fromkeys(r.init for r in runs))
+  paths = report.write_report(
+    workdir,
+    runs,
+    title=title,
+    fractions=fractions,
+    command=saved.get("command"),
+    report_command=command,
+  )
   print(f"Wrote {paths[0]} and {paths[1]}.", flush=True)
   return 0
 
 
-def compare(*, config: ml_collections.ConfigDict | None,
-            config_arg: str | None, overrides: Sequence[str],
-            inits: Sequence[str] | None, seeds: Sequence[int] | None,
-            workdir: pathlib.Path, fractions: Sequence[float],
-            report_only: bool, argv: Sequence[str]) -> int:
+def compare(
+  *,
+  config: ml_collections.ConfigDict | None,
+  config_arg: str | None,
+  overrides: Sequence[str],
+  inits: Sequence[str] | None,
+  seeds: Sequence[int] | None,
+  workdir: pathlib.Path,
+  fractions: Sequence[float],
+  report_only: bool,
+  argv: Sequence[str],
+) -> int:
   """The whole command; returns the exit code.
 
   Trains every (init, seed) pair not yet finished with `config_arg` and
@@ -126,24 +153,44 @@ def compare(*, config: ml_collections.ConfigDict | None,
       `report_only`) none to report.
   """
   command = command_line(argv)
-  wanted = (json.loads(config.to_json_best_effort()) if config is not None
-            else None)
+  wanted = (
+    json.loads(config.to_json_best_effort()) if config is not None else None
+  )
   existing = workdirs.find_run_dirs(workdir)
   workdirs.check_consistent(existing, wanted, workdir)
   if report_only:
-    return _report_only(workdir, existing, inits=inits, seeds=seeds,
-                        fractions=fractions, command=command)
+    return _report_only(
+      workdir,
+      existing,
+      inits=inits,
+      seeds=seeds,
+      fractions=fractions,
+      command=command,
+    )
 
   workdir.mkdir(parents=True, exist_ok=True)
   title = f"{' vs '.join(inits)} on {config_arg}"
-  (workdir / workdirs.COMMAND_FILE).write_text(json.dumps(
-      {"command": command, "title": title, "config": config_arg,
-       "overrides": list(overrides), "inits": list(inits),
-       "seeds": list(seeds)}, indent=2), encoding="utf-8")
+  (workdir / workdirs.COMMAND_FILE).write_text(
+    json.dumps(
+      {
+        "command": command,
+        "title": title,
+        "config": config_arg,
+        "overrides": list(overrides),
+        "inits": list(inits),
+        "seeds": list(seeds),
+      },
+      indent=2,
+    ),
+    encoding="utf-8",
+  )
   pairs = [(init, seed) for init in inits for seed in seeds]
   status = {}
-  print(f"Comparing {len(pairs)} runs in {workdir}: "
-        + ", ".join(workdirs.run_name(*p) for p in pairs), flush=True)
+  print(
+    f"Comparing {len(pairs)} runs in {workdir}: "
+    + ", ".join(workdirs.run_name(*p) for p in pairs),
+    flush=True,
+  )
   with Forwarder() as forwarder:
     for index, (init, seed) in enumerate(pairs, 1):
       name = workdirs.run_name(init, seed)
@@ -152,34 +199,64 @@ def compare(*, config: ml_collections.ConfigDict | None,
       tag = f"[{name}] ({index}/{len(pairs)})"
       if run.final is not None and run.config is not None:
         status[name] = "finished"
-        print(f"{tag} done, skipping (final_metrics.json at step "
-              f"{run.final.get('step')}).", flush=True)
+        print(
+          f"{tag} done, skipping (final_metrics.json at step "
+          f"{run.final.get('step')}).",
+          flush=True,
+        )
         continue
       resuming = (run_dir / "checkpoints").is_dir()
-      print(f"{tag} {'resuming in' if resuming else 'training in'} "
-            f"{run_dir}", flush=True)
+      print(
+        f"{tag} {'resuming in' if resuming else 'training in'} {run_dir}",
+        flush=True,
+      )
       code = train_run(
-          [sys.executable, str(MAIN_PY), "--config", config_arg, *overrides,
-           f"--config.init={init}", f"--config.seed={seed}",
-           f"--workdir={run_dir}"], name, run_dir, forwarder)
+        [
+          sys.executable,
+          str(MAIN_PY),
+          "--config",
+          config_arg,
+          *overrides,
+          f"--config.init={init}",
+          f"--config.seed={seed}",
+          f"--workdir={run_dir}",
+        ],
+        name,
+        run_dir,
+        forwarder,
+      )
       if forwarder.received:
-        print(f"{tag} stopped by {forwarder.received} (exit code {code}); "
-              "rerun the same command to resume.", flush=True)
+        print(
+          f"{tag} stopped by {forwarder.received} (exit code {code}); "
+          "rerun the same command to resume.",
+          flush=True,
+        )
         return 130 if forwarder.received == "SIGINT" else 143
       if code == 0 and (run_dir / "final_metrics.json").exists():
         status[name] = "finished"
         print(f"{tag} finished.", flush=True)
       else:
         status[name] = f"failed (exit {code})"
-        print(f"{tag} FAILED with exit code {code}; see its output above. "
-              "Continuing with the other runs; rerun the same command to "
-              "retry it (it resumes from its last checkpoint).", flush=True)
+        print(
+          f"{tag} FAILED with exit code {code}; see its output above. "
+          "Continuing with the other runs; rerun the same command to "
+          "retry it (it resumes from its last checkpoint).",
+          flush=True,
+        )
 
-  runs = [workdirs.load_run_dir(workdir / workdirs.run_name(i, s), i, s)
-          for i, s in pairs]
-  paths = report.write_report(workdir, runs, title=title, fractions=fractions,
-                              command=command, report_command=None,
-                              status=status)
+  runs = [
+    workdirs.load_run_dir(workdir / workdirs.run_name(i, s), i, s)
+    for i, s in pairs
+  ]
+  paths = report.write_report(
+    workdir,
+    runs,
+    title=title,
+    fractions=fractions,
+    command=command,
+    report_command=None,
+    status=status,
+  )
   if paths:
     print(f"Wrote {paths[0]} and {paths[1]}.", flush=True)
   failed = [n for n, s in status.items() if s != "finished"]

@@ -6,9 +6,9 @@ then mean ± sample std over the seeds of each init. `Metric` says which
 eval key a task is judged by and in which direction.
 """
 
+from collections.abc import Mapping, Sequence
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mimetic_jax.errors import UserError
@@ -19,6 +19,7 @@ DEFAULT_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 @dataclasses.dataclass(frozen=True)
 class Metric:
   """The eval metric a comparison is judged by."""
+
   key: str  # In metrics.jsonl, e.g. 'eval_accuracy'.
   label: str  # For tables and axes.
   higher_is_better: bool
@@ -40,10 +41,12 @@ class Metric:
     return f"{value * self.scale:.{self.digits}f}"
 
 
-ACCURACY = Metric("eval_accuracy", "eval accuracy (%)", True, 100.0, 2,
-                  "accuracy.png")
-BITS_PER_BYTE = Metric("eval_bits_per_byte", "eval bits per byte", False, 1.0,
-                       4, "bits_per_byte.png")
+ACCURACY = Metric(
+  "eval_accuracy", "eval accuracy (%)", True, 100.0, 2, "accuracy.png"
+)
+BITS_PER_BYTE = Metric(
+  "eval_bits_per_byte", "eval bits per byte", False, 1.0, 4, "bits_per_byte.png"
+)
 
 
 def metric_for_task(task: str) -> Metric:
@@ -52,12 +55,14 @@ def metric_for_task(task: str) -> Metric:
     return BITS_PER_BYTE
   if task == "image":
     return ACCURACY
-  raise UserError(f"Unknown task {task!r} in config.json; expected 'image' "
-                  "or 'lm'.")
+  raise UserError(
+    f"Unknown task {task!r} in config.json; expected 'image' or 'lm'."
+  )
 
 
-def eval_curve(records: Sequence[Mapping[str, Any]],
-               key: str) -> list[dict[str, float]]:
+def eval_curve(
+  records: Sequence[Mapping[str, Any]], key: str
+) -> list[dict[str, float]]:
   """The eval records that carry `key`, one per step, sorted by step.
 
   Each point is {'step', 'epoch' (NaN if not recorded), 'value'}. A resumed
@@ -70,16 +75,19 @@ def eval_curve(records: Sequence[Mapping[str, Any]],
     if value is None or "step" not in record:
       continue
     by_step[int(record["step"])] = {
-        "step": int(record["step"]),
-        "epoch": float(record.get("epoch", math.nan)),
-        "value": float(value)}
+      "step": int(record["step"]),
+      "epoch": float(record.get("epoch", math.nan)),
+      "value": float(value),
+    }
   return [by_step[s] for s in sorted(by_step)]
 
 
-def budget_steps(config: Mapping[str, Any],
-                 curve: Sequence[Mapping[str, float]],
-                 final_step: int | None = None,
-                 records: Sequence[Mapping[str, Any]] = ()) -> int | None:
+def budget_steps(
+  config: Mapping[str, Any],
+  curve: Sequence[Mapping[str, float]],
+  final_step: int | None = None,
+  records: Sequence[Mapping[str, Any]] = (),
+) -> int | None:
   """The run's total number of steps, or None if it cannot be told.
 
   The `total_steps` the trainer records in `metrics.jsonl` when a run
@@ -104,9 +112,13 @@ def budget_steps(config: Mapping[str, Any],
   return None
 
 
-def value_at_fraction(curve: Sequence[Mapping[str, float]], total_steps: int,
-                      fraction: float, *, finished: bool
-                      ) -> tuple[float, int] | tuple[None, None]:
+def value_at_fraction(
+  curve: Sequence[Mapping[str, float]],
+  total_steps: int,
+  fraction: float,
+  *,
+  finished: bool,
+) -> tuple[float, int] | tuple[None, None]:
   """(value, step) of the eval record nearest `fraction * total_steps`.
 
   Ties go to the earlier record. An unfinished run that has not yet reached
@@ -121,10 +133,14 @@ def value_at_fraction(curve: Sequence[Mapping[str, float]], total_steps: int,
   return point["value"], point["step"]
 
 
-def summarize_run(records: Sequence[Mapping[str, Any]], metric: Metric, *,
-                  total_steps: int | None, finished: bool,
-                  fractions: Sequence[float] = DEFAULT_FRACTIONS
-                  ) -> dict[str, Any]:
+def summarize_run(
+  records: Sequence[Mapping[str, Any]],
+  metric: Metric,
+  *,
+  total_steps: int | None,
+  finished: bool,
+  fractions: Sequence[float] = DEFAULT_FRACTIONS,
+) -> dict[str, Any]:
   """One run's numbers from its metrics records.
 
   Returns a dict with `final` (value of the last eval), `best` and
@@ -133,27 +149,42 @@ def summarize_run(records: Sequence[Mapping[str, Any]], metric: Metric, *,
   value or None} with `at_step`: {fraction: step of the record used}.
   """
   curve = eval_curve(records, metric.key)
-  summary = {"final": None, "best": None, "best_step": None, "step": None,
-             "epoch": None, "num_evals": len(curve), "total_steps": total_steps,
-             "finished": finished, "at": {}, "at_step": {}}
+  summary = {
+    "final": None,
+    "best": None,
+    "best_step": None,
+    "step": None,
+    "epoch": None,
+    "num_evals": len(curve),
+    "total_steps": total_steps,
+    "finished": finished,
+    "at": {},
+    "at_step": {},
+  }
   if curve:
     best = curve[0]
     for point in curve[1:]:
       if metric.better(point["value"], best["value"]):
         best = point
-    summary.update(final=curve[-1]["value"], best=best["value"],
-                   best_step=best["step"], step=curve[-1]["step"],
-                   epoch=curve[-1]["epoch"])
+    summary.update(
+      final=curve[-1]["value"],
+      best=best["value"],
+      best_step=best["step"],
+      step=curve[-1]["step"],
+      epoch=curve[-1]["epoch"],
+    )
   for fraction in fractions:
-    value, step = value_at_fraction(curve, total_steps, fraction,
-                                    finished=finished)
+    value, step = value_at_fraction(
+      curve, total_steps, fraction, finished=finished
+    )
     summary["at"][fraction] = value
     summary["at_step"][fraction] = step
   return summary
 
 
-def mean_std(values: Sequence[float | None]
-             ) -> tuple[float | None, float | None, int]:
+def mean_std(
+  values: Sequence[float | None],
+) -> tuple[float | None, float | None, int]:
   """(mean, sample std with n - 1, n) over the values that are not None.
 
   The std is None for fewer than two values.
@@ -168,9 +199,10 @@ def mean_std(values: Sequence[float | None]
   return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)), n
 
 
-def summarize_inits(runs: Sequence[Mapping[str, Any]],
-                    fractions: Sequence[float] = DEFAULT_FRACTIONS
-                    ) -> dict[str, dict[str, Any]]:
+def summarize_inits(
+  runs: Sequence[Mapping[str, Any]],
+  fractions: Sequence[float] = DEFAULT_FRACTIONS,
+) -> dict[str, dict[str, Any]]:
   """Per init (in order of first appearance), over its seeds.
 
   Args:
@@ -188,10 +220,12 @@ def summarize_inits(runs: Sequence[Mapping[str, Any]],
   for init, group in groups.items():
     summaries = [r["summary"] for r in group]
     result[init] = {
-        "seeds": [r["seed"] for r in group],
-        "finished": sum(bool(s["finished"]) for s in summaries),
-        "final": mean_std([s["final"] for s in summaries]),
-        "best": mean_std([s["best"] for s in summaries]),
-        "at": {f: mean_std([s["at"].get(f) for s in summaries])
-               for f in fractions}}
+      "seeds": [r["seed"] for r in group],
+      "finished": sum(bool(s["finished"]) for s in summaries),
+      "final": mean_std([s["final"] for s in summaries]),
+      "best": mean_std([s["best"] for s in summaries]),
+      "at": {
+        f: mean_std([s["at"].get(f) for s in summaries]) for f in fractions
+      },
+    }
   return result

@@ -6,12 +6,12 @@
 The runs in one `DIR` must share every config key but `init` and `seed`.
 """
 
+from collections.abc import Mapping, Sequence
 import dataclasses
 import json
 import os
 import pathlib
 import re
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flax import traverse_util
@@ -62,14 +62,17 @@ def add_wall_time(run_dir: pathlib.Path, seconds: float) -> None:
   """Adds one attempt of `seconds` to `run_dir/compare_wall_time.json`."""
   path = run_dir / WALL_TIME_FILE
   previous = read_json(path) or {}
-  data = {"wall_seconds": previous.get("wall_seconds", 0.0) + seconds,
-          "attempts": previous.get("attempts", 0) + 1}
+  data = {
+    "wall_seconds": previous.get("wall_seconds", 0.0) + seconds,
+    "attempts": previous.get("attempts", 0) + 1,
+  }
   path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
 @dataclasses.dataclass
 class RunDir:
   """What is on disk for one run."""
+
   path: pathlib.Path
   init: str
   seed: int
@@ -88,10 +91,14 @@ class RunDir:
 def load_run_dir(path: pathlib.Path, init: str, seed: int) -> RunDir:
   """Reads one run's folder (which need not exist yet)."""
   wall = read_json(path / WALL_TIME_FILE)
-  return RunDir(path=path, init=init, seed=seed,
-                config=read_json(path / "config.json"),
-                final=read_json(path / "final_metrics.json"),
-                wall_seconds=wall.get("wall_seconds") if wall else None)
+  return RunDir(
+    path=path,
+    init=init,
+    seed=seed,
+    config=read_json(path / "config.json"),
+    final=read_json(path / "final_metrics.json"),
+    wall_seconds=wall.get("wall_seconds") if wall else None,
+  )
 
 
 def find_run_dirs(workdir: pathlib.Path) -> list[RunDir]:
@@ -106,9 +113,11 @@ def find_run_dirs(workdir: pathlib.Path) -> list[RunDir]:
   return runs
 
 
-def config_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any],
-                       ignore: Sequence[str] = PER_RUN_KEYS
-                       ) -> list[tuple[str, Any, Any]]:
+def config_differences(
+  recorded: Mapping[str, Any],
+  wanted: Mapping[str, Any],
+  ignore: Sequence[str] = PER_RUN_KEYS,
+) -> list[tuple[str, Any, Any]]:
   """(key, recorded value, wanted value) for every key that differs.
 
   Both are config dicts as `config.json` holds them; keys are dotted paths
@@ -118,21 +127,27 @@ def config_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any],
   a = traverse_util.flatten_dict(dict(recorded), sep=".")
   b = traverse_util.flatten_dict(dict(wanted), sep=".")
   skip = lambda k: any(k == i or k.startswith(i + ".") for i in ignore)
-  return [(k, a.get(k, "<absent>"), b.get(k, "<absent>"))
-          for k in sorted(set(a) | set(b))
-          if not skip(k) and a.get(k, "<absent>") != b.get(k, "<absent>")]
+  return [
+    (k, a.get(k, "<absent>"), b.get(k, "<absent>"))
+    for k in sorted(set(a) | set(b))
+    if not skip(k) and a.get(k, "<absent>") != b.get(k, "<absent>")
+  ]
 
 
-def format_differences(diffs: Sequence[tuple[str, Any, Any]],
-                       names: tuple[str, str]) -> str:
+def format_differences(
+  diffs: Sequence[tuple[str, Any, Any]], names: tuple[str, str]
+) -> str:
   """One indented line per difference: 'key: a (names[0]) vs b (names[1])'."""
-  return "\n".join(f"  {key}: {a!r} ({names[0]}) vs {b!r} ({names[1]})"
-                   for key, a, b in diffs)
+  return "\n".join(
+    f"  {key}: {a!r} ({names[0]}) vs {b!r} ({names[1]})" for key, a, b in diffs
+  )
 
 
-def check_consistent(runs: Sequence[RunDir],
-                     wanted: Mapping[str, Any] | None, workdir: pathlib.Path
-                     ) -> None:
+def check_consistent(
+  runs: Sequence[RunDir],
+  wanted: Mapping[str, Any] | None,
+  workdir: pathlib.Path,
+) -> None:
   """Refuses a `workdir` whose runs differ from `wanted` (or each other).
 
   Raises:
@@ -143,9 +158,10 @@ def check_consistent(runs: Sequence[RunDir],
     recorded = {k: run.config.get(k) for k in PER_RUN_KEYS}
     if recorded != {"init": run.init, "seed": run.seed}:
       raise UserError(
-          f"{run.path} was trained with init={recorded['init']!r}, "
-          f"seed={recorded['seed']!r}, which its name does not say. Move it "
-          f"out of {workdir}, or use a new --workdir.")
+        f"{run.path} was trained with init={recorded['init']!r}, "
+        f"seed={recorded['seed']!r}, which its name does not say. Move it "
+        f"out of {workdir}, or use a new --workdir."
+      )
   if wanted is not None:
     reference, reference_name, label = wanted, "this command", "wanted"
   elif started:
@@ -155,10 +171,11 @@ def check_consistent(runs: Sequence[RunDir],
     diffs = config_differences(run.config, reference)
     if diffs:
       raise UserError(
-          f"{run.path} was made with a different config than "
-          f"{reference_name}:\n"
-          + format_differences(diffs, (run.path.name, label))
-          + f"\nThe runs in one comparison must share every setting but init "
-          f"and seed. Use a new --workdir for these settings (or rerun with "
-          f"the settings {run.path.name} was made with, or delete "
-          f"{run.path} to retrain it).")
+        f"{run.path} was made with a different config than "
+        f"{reference_name}:\n"
+        + format_differences(diffs, (run.path.name, label))
+        + f"\nThe runs in one comparison must share every setting but init "
+        f"and seed. Use a new --workdir for these settings (or rerun with "
+        f"the settings {run.path.name} was made with, or delete "
+        f"{run.path} to retrain it)."
+      )

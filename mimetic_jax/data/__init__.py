@@ -35,6 +35,7 @@ class DatasetInfo:
     tokens_per_byte: language modelling: training target tokens per byte
       (exactly 1 for bytes), so that bits per byte = loss / ln 2 * this.
   """
+
   num_train: int = 0
   num_eval: int = 0
   num_classes: int = 0
@@ -66,6 +67,7 @@ class Dataset:
   `{'image': uint8 (N, S, S, C), 'label': int (N,)}`, text
   `{'tokens': int32 (N, seq_len + 1)}`; `eval` adds a float `weight` (N,).
   """
+
   info: DatasetInfo
   train: Arrays | None = None
   eval: Arrays | None = None
@@ -75,52 +77,78 @@ class Dataset:
 @dataclasses.dataclass(frozen=True)
 class ImageStream:
   """`Stream` of a tfds image dataset: host-side decode, crop and flip."""
+
   dataset_config: ml_collections.ConfigDict
   process_index: int
   process_count: int
 
   def _batches(self, **kwargs) -> Iterator[Arrays]:
     from mimetic_jax.data import image_stream  # Imports TensorFlow: lazy.
+
     return image_stream.make_streaming_iterator(
-        self.dataset_config, image_size=self.dataset_config.image_size,
-        process_index=self.process_index, process_count=self.process_count,
-        **kwargs)
+      self.dataset_config,
+      image_size=self.dataset_config.image_size,
+      process_index=self.process_index,
+      process_count=self.process_count,
+      **kwargs,
+    )
 
   def train_batches(self, local_batch_size: int, seed: int) -> Iterator[Arrays]:
-    for batch in self._batches(split=self.dataset_config.train_split,
-                               local_batch_size=local_batch_size, train=True,
-                               seed=seed):
+    for batch in self._batches(
+      split=self.dataset_config.train_split,
+      local_batch_size=local_batch_size,
+      train=True,
+      seed=seed,
+    ):
       yield {"image": batch["image"], "label": batch["label"]}
 
   def eval_batches(self, local_batch_size: int) -> Iterator[Arrays]:
-    for batch in self._batches(split=self.dataset_config.eval_split,
-                               local_batch_size=local_batch_size, train=False,
-                               seed=0):
-      yield {"image": batch["image"], "label": batch["label"],
-             "weight": batch["mask"].astype(np.float32)}
+    for batch in self._batches(
+      split=self.dataset_config.eval_split,
+      local_batch_size=local_batch_size,
+      train=False,
+      seed=0,
+    ):
+      yield {
+        "image": batch["image"],
+        "label": batch["label"],
+        "weight": batch["mask"].astype(np.float32),
+      }
 
 
-def _load_images(config: ml_collections.ConfigDict, *, process_index: int,
-                 process_count: int) -> Dataset:
+def _load_images(
+  config: ml_collections.ConfigDict, *, process_index: int, process_count: int
+) -> Dataset:
   from mimetic_jax.data import images  # pylint: disable=g-import-not-at-top
+
   if not config.dataset.in_memory:
     described = images.stream_info(config.dataset)
     return Dataset(
-        info=DatasetInfo(num_train=described.num_train,
-                         num_eval=described.num_eval,
-                         num_classes=described.num_classes),
-        stream=ImageStream(config.dataset, process_index, process_count))
-  arrays = images.load_arrays(config.dataset, process_index=process_index,
-                              process_count=process_count)
+      info=DatasetInfo(
+        num_train=described.num_train,
+        num_eval=described.num_eval,
+        num_classes=described.num_classes,
+      ),
+      stream=ImageStream(config.dataset, process_index, process_count),
+    )
+  arrays = images.load_arrays(
+    config.dataset, process_index=process_index, process_count=process_count
+  )
   num_eval = len(arrays.eval_labels)
   return Dataset(
-      info=DatasetInfo(num_train=len(arrays.train_labels) * process_count,
-                       num_eval=num_eval * process_count,
-                       num_classes=arrays.num_classes,
-                       image_channels=arrays.train_images.shape[-1]),
-      train={"image": arrays.train_images, "label": arrays.train_labels},
-      eval={"image": arrays.eval_images, "label": arrays.eval_labels,
-            "weight": np.ones(num_eval, np.float32)})
+    info=DatasetInfo(
+      num_train=len(arrays.train_labels) * process_count,
+      num_eval=num_eval * process_count,
+      num_classes=arrays.num_classes,
+      image_channels=arrays.train_images.shape[-1],
+    ),
+    train={"image": arrays.train_images, "label": arrays.train_labels},
+    eval={
+      "image": arrays.eval_images,
+      "label": arrays.eval_labels,
+      "weight": np.ones(num_eval, np.float32),
+    },
+  )
 
 
 def tokens_per_byte(windows: np.ndarray, token_num_bytes: np.ndarray) -> float:
@@ -140,43 +168,68 @@ def tokens_per_byte(windows: np.ndarray, token_num_bytes: np.ndarray) -> float:
   vocab_size = len(token_num_bytes)
   # Counts over all tokens minus each window's first (not a target): no copy
   # of the (possibly GB-sized) target array.
-  counts = (np.bincount(windows.ravel(), minlength=vocab_size) -
-            np.bincount(windows[:, 0], minlength=vocab_size))
+  counts = np.bincount(windows.ravel(), minlength=vocab_size) - np.bincount(
+    windows[:, 0], minlength=vocab_size
+  )
   num_bytes = int(counts @ np.asarray(token_num_bytes, np.int64))
   if num_bytes <= 0:
-    raise ValueError("The training windows stand for no bytes of text; is "
-                     "the tokenizer's token_num_bytes table right?")
+    raise ValueError(
+      "The training windows stand for no bytes of text; is "
+      "the tokenizer's token_num_bytes table right?"
+    )
   return windows.shape[0] * (windows.shape[1] - 1) / num_bytes
 
 
-def _load_text(config: ml_collections.ConfigDict, *, process_index: int,
-               process_count: int, workdir: str) -> Dataset:
+def _load_text(
+  config: ml_collections.ConfigDict,
+  *,
+  process_index: int,
+  process_count: int,
+  workdir: str,
+) -> Dataset:
   from mimetic_jax.data import sharding, text  # pylint: disable=g-import-not-at-top
-  arrays = text.load_text(config.dataset, seq_len=config.seq_len,
-                          workdir=workdir)
-  shard = lambda x: sharding.shard_for_process(x, process_index,
-                                               process_count)
+
+  arrays = text.load_text(
+    config.dataset, seq_len=config.seq_len, workdir=workdir
+  )
+  shard = lambda x: sharding.shard_for_process(x, process_index, process_count)
   return Dataset(
-      info=DatasetInfo(
-          num_train=len(arrays.train), num_eval=arrays.eval_num_tokens,
-          vocab_size=arrays.vocab_size,
-          eval_num_bytes=arrays.eval_num_bytes,
-          tokens_per_byte=tokens_per_byte(arrays.train,
-                                          arrays.tokenizer.token_num_bytes)),
-      train={"tokens": shard(arrays.train)},
-      eval={"tokens": shard(arrays.eval),
-            "weight": shard(arrays.eval_mask.astype(np.float32))})
+    info=DatasetInfo(
+      num_train=len(arrays.train),
+      num_eval=arrays.eval_num_tokens,
+      vocab_size=arrays.vocab_size,
+      eval_num_bytes=arrays.eval_num_bytes,
+      tokens_per_byte=tokens_per_byte(
+        arrays.train, arrays.tokenizer.token_num_bytes
+      ),
+    ),
+    train={"tokens": shard(arrays.train)},
+    eval={
+      "tokens": shard(arrays.eval),
+      "weight": shard(arrays.eval_mask.astype(np.float32)),
+    },
+  )
 
 
-def load(config: ml_collections.ConfigDict, *, process_index: int,
-         process_count: int, workdir: str) -> Dataset:
+def load(
+  config: ml_collections.ConfigDict,
+  *,
+  process_index: int,
+  process_count: int,
+  workdir: str,
+) -> Dataset:
   """This process's share of the dataset `config.task` / `config.dataset`
   describe (text tokenizers are trained and cached under `workdir`)."""
   if config.task == "image":
-    return _load_images(config, process_index=process_index,
-                        process_count=process_count)
-  return _load_text(config, process_index=process_index,
-                    process_count=process_count, workdir=workdir)
+    return _load_images(
+      config, process_index=process_index, process_count=process_count
+    )
+  return _load_text(
+    config,
+    process_index=process_index,
+    process_count=process_count,
+    workdir=workdir,
+  )
 
 
 @functools.cache

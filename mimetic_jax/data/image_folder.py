@@ -36,6 +36,7 @@ Examples are written in tfds's usual key-hash order (classes interleaved), so
 `train[:N]` is a deterministic, roughly class-balanced subset.
 """
 
+from collections.abc import Iterator, Mapping
 import dataclasses
 import functools
 import hashlib
@@ -44,7 +45,6 @@ import pathlib
 import posixpath
 import re
 import tarfile
-from collections.abc import Iterator, Mapping
 
 import tensorflow_datasets as tfds
 
@@ -59,8 +59,9 @@ _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # tfds writes split names into file names ('image_folder-train.tfrecord-...').
 _SPLIT_NAME_RE = re.compile(r"\w+")
 _LAYOUT_HINT = (
-    "expected <root>/<split>/<class>/<image> with .jpg/.jpeg/.png images, "
-    "e.g. train/cat/0001.jpg")
+  "expected <root>/<split>/<class>/<image> with .jpg/.jpeg/.png images, "
+  "e.g. train/cat/0001.jpg"
+)
 
 _Parts = tuple[str, ...]
 
@@ -80,6 +81,7 @@ class SourceLayout:
     images: split name -> sorted `(file_name, class_name)` pairs, `file_name`
       being the posix path below `root`, e.g. ('train/cat/0001.jpg', 'cat').
   """
+
   root: str
   class_names: tuple[str, ...]
   images: Mapping[str, tuple[tuple[str, str], ...]]
@@ -102,7 +104,8 @@ def _iter_entries(source: pathlib.Path) -> Iterator[tuple[str, bool]]:
 
 
 def _list_dirs_and_images(
-    source: pathlib.Path) -> tuple[set[_Parts], list[_Parts]]:
+  source: pathlib.Path,
+) -> tuple[set[_Parts], list[_Parts]]:
   """Returns the (non-hidden) directories and image files, as path parts.
 
   Directories implied by an image's path are included even when the archive
@@ -136,19 +139,25 @@ def _check_split_names(source: pathlib.Path, splits: list[str]) -> None:
   for split in splits:
     if not _SPLIT_NAME_RE.fullmatch(split):
       raise UserError(
-          f"Split folder {split!r} in {source} is not a valid tfds split "
-          "name; rename it using only letters, digits and '_'.")
+        f"Split folder {split!r} in {source} is not a valid tfds split "
+        "name; rename it using only letters, digits and '_'."
+      )
 
 
 def _check_same_classes(
-    source: pathlib.Path, classes: Mapping[str, set[str]]) -> None:
+  source: pathlib.Path, classes: Mapping[str, set[str]]
+) -> None:
   all_classes = set().union(*classes.values())
-  missing = {split: sorted(all_classes - names)
-             for split, names in classes.items() if names != all_classes}
+  missing = {
+    split: sorted(all_classes - names)
+    for split, names in classes.items()
+    if names != all_classes
+  }
   if missing:
     raise UserError(
-        f"Splits of {source} have different class folders; every split needs "
-        f"the same classes. Missing per split: {missing}.")
+      f"Splits of {source} have different class folders; every split needs "
+      f"the same classes. Missing per split: {missing}."
+    )
 
 
 def scan_layout(source: pathlib.Path) -> SourceLayout:
@@ -168,12 +177,14 @@ def scan_layout(source: pathlib.Path) -> SourceLayout:
   """
   if not source.exists():
     raise UserError(
-        f"Image source {source} does not exist; give a folder or "
-        f".tar.gz/.tgz/.tar archive with {_LAYOUT_HINT}.")
+      f"Image source {source} does not exist; give a folder or "
+      f".tar.gz/.tgz/.tar archive with {_LAYOUT_HINT}."
+    )
   if not (source.is_dir() or (source.is_file() and is_archive(source))):
     raise UserError(
-        f"Image source {source} is neither a folder nor a "
-        f"{'/'.join(ARCHIVE_SUFFIXES)} archive.")
+      f"Image source {source} is neither a folder nor a "
+      f"{'/'.join(ARCHIVE_SUFFIXES)} archive."
+    )
   dirs, images = _list_dirs_and_images(source)
   root = _wrapping_folder(images)
   if root:
@@ -182,8 +193,9 @@ def scan_layout(source: pathlib.Path) -> SourceLayout:
   for parts in images:
     if len(parts) != 3:
       raise UserError(
-          f"Image {'/'.join(parts)} in {source} is not in a <split>/<class>/ "
-          f"folder; {_LAYOUT_HINT}.")
+        f"Image {'/'.join(parts)} in {source} is not in a <split>/<class>/ "
+        f"folder; {_LAYOUT_HINT}."
+      )
 
   splits = sorted(parts[0] for parts in dirs if len(parts) == 1)
   _check_split_names(source, splits)
@@ -194,30 +206,35 @@ def scan_layout(source: pathlib.Path) -> SourceLayout:
   split_images = {split: [] for split in splits}
   for split, class_name, file_name in images:
     split_images[split].append(
-        (f"{split}/{class_name}/{file_name}", class_name))
+      (f"{split}/{class_name}/{file_name}", class_name)
+    )
   for split in splits:
     if not classes[split]:
       raise UserError(
-          f"Split folder {split!r} in {source} has no class folders; "
-          f"{_LAYOUT_HINT}.")
+        f"Split folder {split!r} in {source} has no class folders; "
+        f"{_LAYOUT_HINT}."
+      )
     empty = sorted(classes[split] - {name for _, name in split_images[split]})
     if empty:
       raise UserError(
-          f"Class folders without .jpg/.jpeg/.png images in split {split!r} "
-          f"of {source}: {empty}.")
+        f"Class folders without .jpg/.jpeg/.png images in split {split!r} "
+        f"of {source}: {empty}."
+      )
   _check_same_classes(source, classes)
   return SourceLayout(
-      root=root,
-      class_names=tuple(sorted(classes[splits[0]])),
-      images={split: tuple(sorted(pairs))
-              for split, pairs in split_images.items()})
+    root=root,
+    class_names=tuple(sorted(classes[splits[0]])),
+    images={
+      split: tuple(sorted(pairs)) for split, pairs in split_images.items()
+    },
+  )
 
 
 def _archive_stem(source: pathlib.Path) -> str:
   name = source.name
   for suffix in ARCHIVE_SUFFIXES:
     if name.lower().endswith(suffix):
-      return name[:-len(suffix)]
+      return name[: -len(suffix)]
   return name
 
 
@@ -236,13 +253,14 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
   Attributes:
     source: resolved absolute path of the folder or archive.
   """
+
   source: str = ""
 
 
 def builder_for_source(
-    source: str | os.PathLike[str],
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
+  source: str | os.PathLike[str],
+  *,
+  data_dir: str | os.PathLike[str] | None = None,
 ) -> "ImageFolder":
   """The `ImageFolder` builder for `source`, keeping its data in `data_dir`.
 
@@ -251,22 +269,26 @@ def builder_for_source(
   """
   path = pathlib.Path(source).expanduser().resolve()
   config = ImageFolderConfig(
-      name=config_name(path), source=str(path),
-      description=f"Class-subfolder images from {path}.")
+    name=config_name(path),
+    source=str(path),
+    description=f"Class-subfolder images from {path}.",
+  )
   with prepared.per_source_config():
     return ImageFolder(config=config, data_dir=data_dir)
 
 
-def _check_image_bytes(data: bytes, source: pathlib.Path,
-                       file_name: str) -> None:
+def _check_image_bytes(
+  data: bytes, source: pathlib.Path, file_name: str
+) -> None:
   if not data.startswith((_JPEG_MAGIC, _PNG_MAGIC)):
     raise UserError(
-        f"{file_name} in {source} is not a JPEG or PNG file (whatever its "
-        "extension says); convert or remove it.")
+      f"{file_name} in {source} is not a JPEG or PNG file (whatever its "
+      "extension says); convert or remove it."
+    )
 
 
 def _read_archive_images(
-    source: pathlib.Path, root: str, file_names: set[str]
+  source: pathlib.Path, root: str, file_names: set[str]
 ) -> Iterator[tuple[str, bytes]]:
   """Yields `(file_name, bytes)` for the archive members named in the set."""
   prefix = f"{root}/" if root else ""
@@ -278,7 +300,7 @@ def _read_archive_images(
 
 
 def _read_folder_images(
-    source: pathlib.Path, root: str, file_names: set[str]
+  source: pathlib.Path, root: str, file_names: set[str]
 ) -> Iterator[tuple[str, bytes]]:
   """Yields `(file_name, bytes)` for the named files below `source/root`."""
   for file_name in sorted(file_names):
@@ -305,19 +327,22 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # the source is not scanned again.
     class_names = None if self.is_prepared() else self.layout.class_names
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "label": tfds.features.ClassLabel(names=class_names),
-            "file_name": tfds.features.Text(),
-        }),
-        supervised_keys=("image", "label"),
-        description=self.builder_config.description,
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(None, None, 3)),
+          "label": tfds.features.ClassLabel(names=class_names),
+          "file_name": tfds.features.Text(),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      description=self.builder_config.description,
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Everything is local.
-    return {split: self._generate_examples(split)
-            for split in self.layout.images}
+    return {
+      split: self._generate_examples(split) for split in self.layout.images
+    }
 
   def _generate_examples(self, split: str):
     labels = dict(self.layout.images[split])
@@ -327,13 +352,17 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     for file_name, data in read(source, self.layout.root, set(labels)):
       _check_image_bytes(data, source, file_name)
       num_read += 1
-      yield file_name, {
+      yield (
+        file_name,
+        {
           "image": data,  # Stored as is: no decoding or re-encoding.
           "label": labels[file_name],
           "file_name": file_name,
-      }
+        },
+      )
     if num_read != len(labels):
       raise UserError(
-          f"Read {num_read} of the {len(labels)} {split!r} images listed in "
-          f"{source}; did it change during ingestion? Ingest it again once "
-          "it no longer changes.")
+        f"Read {num_read} of the {len(labels)} {split!r} images listed in "
+        f"{source}; did it change during ingestion? Ingest it again once "
+        "it no longer changes."
+      )

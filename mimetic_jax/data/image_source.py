@@ -37,9 +37,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mimetic_jax.data import image_folder
-from mimetic_jax.data import prepared
-from mimetic_jax.data import sharding
+from mimetic_jax.data import image_folder, prepared, sharding
 from mimetic_jax.errors import UserError
 
 _DATASET_INFO_FILE = "dataset_info.json"  # Marks a prepared tfds folder.
@@ -49,14 +47,15 @@ def _unavailable(builder: tfds.core.DatasetBuilder, reason: str) -> UserError:
   """The error for a tfds dataset that is not prepared and cannot be."""
   name = builder.name
   return UserError(
-      f"tfds dataset {name!r} is not prepared in data_dir "
-      f"{builder.data_dir_root} (looked for {builder.data_path}) and {reason}. "
-      "To fix it, pass --config.dataset.path=/path/to/images-or-archive.tar.gz "
-      "(a folder or .tar.gz/.tgz/.tar archive laid out as "
-      "<split>/<class>/<image>, e.g. train/cat/0001.jpg); or prepare the "
-      f"dataset on a connected machine (`tfds build {name} --data_dir=DIR`) "
-      f"and copy DIR/{name} into {builder.data_dir_root}; or set "
-      "--config.dataset.data_dir to a data_dir where it is prepared.")
+    f"tfds dataset {name!r} is not prepared in data_dir "
+    f"{builder.data_dir_root} (looked for {builder.data_path}) and {reason}. "
+    "To fix it, pass --config.dataset.path=/path/to/images-or-archive.tar.gz "
+    "(a folder or .tar.gz/.tgz/.tar archive laid out as "
+    "<split>/<class>/<image>, e.g. train/cat/0001.jpg); or prepare the "
+    f"dataset on a connected machine (`tfds build {name} --data_dir=DIR`) "
+    f"and copy DIR/{name} into {builder.data_dir_root}; or set "
+    "--config.dataset.data_dir to a data_dir where it is prepared."
+  )
 
 
 def _ensure_prepared(builder: tfds.core.DatasetBuilder) -> None:
@@ -73,8 +72,11 @@ def _ensure_prepared(builder: tfds.core.DatasetBuilder) -> None:
   if builder.is_prepared():
     return
   if isinstance(builder, image_folder.ImageFolder):
-    logging.info("Ingesting %s into %s (once).", builder.builder_config.source,
-                 builder.data_path)
+    logging.info(
+      "Ingesting %s into %s (once).",
+      builder.builder_config.source,
+      builder.data_path,
+    )
     prepared.prepare(builder)
     return
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
@@ -82,32 +84,37 @@ def _ensure_prepared(builder: tfds.core.DatasetBuilder) -> None:
     if not manual_dir.exists() or not any(manual_dir.iterdir()):
       instructions = " ".join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())
       raise _unavailable(
-          builder,
-          f"it needs files downloaded by hand into {manual_dir}, which is "
-          f"missing or empty ({instructions})")
+        builder,
+        f"it needs files downloaded by hand into {manual_dir}, which is "
+        f"missing or empty ({instructions})",
+      )
   try:
     prepared.prepare(builder)
   except (OSError, tfds.download.DownloadError) as e:
     raise _unavailable(
-        builder, f"downloading and preparing it failed ({e}); the machine "
-        "may be offline") from e
+      builder,
+      f"downloading and preparing it failed ({e}); the machine may be offline",
+    ) from e
 
 
 def _check_features(builder: tfds.core.DatasetBuilder) -> None:
   features = builder.info.features
   if not (
-      "image" in features.keys()
-      and isinstance(features["image"], tfds.features.Image)
-      and "label" in features.keys()
-      and isinstance(features["label"], tfds.features.ClassLabel)):
+    "image" in features
+    and isinstance(features["image"], tfds.features.Image)
+    and "label" in features
+    and isinstance(features["label"], tfds.features.ClassLabel)
+  ):
     raise UserError(
-        f"Dataset {builder.info.full_name} is not an image classification "
-        "dataset: it needs an 'image' Image feature and a 'label' ClassLabel "
-        f"feature, but has {features}.")
+      f"Dataset {builder.info.full_name} is not an image classification "
+      "dataset: it needs an 'image' Image feature and a 'label' ClassLabel "
+      f"feature, but has {features}."
+    )
 
 
 def get_builder(
-    dataset_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  dataset_config: ml_collections.ConfigDict,
+) -> tfds.core.DatasetBuilder:
   """The prepared tfds builder for `dataset_config`.
 
   With `path` set, a prepared tfds folder is read as it is, and a
@@ -126,7 +133,8 @@ def get_builder(
     builder = tfds.builder_from_directory(path)
   elif dataset_config.path:
     builder = image_folder.builder_for_source(
-        dataset_config.path, data_dir=data_dir)
+      dataset_config.path, data_dir=data_dir
+    )
   else:
     builder = tfds.builder(dataset_config.name, data_dir=data_dir)
   _ensure_prepared(builder)
@@ -135,7 +143,8 @@ def get_builder(
 
 
 def split_expression(
-    builder: tfds.core.DatasetBuilder, split: str, max_examples: int) -> str:
+  builder: tfds.core.DatasetBuilder, split: str, max_examples: int
+) -> str:
   """`split`, or at most its first `max_examples` examples if positive.
 
   Raises:
@@ -144,13 +153,15 @@ def split_expression(
   available = sorted(builder.info.splits.keys())
   if split not in available:
     raise UserError(
-        f"Dataset {builder.info.full_name} has no split {split!r}; available "
-        f"splits: {available}. Set --config.dataset.train_split / "
-        "eval_split to one of them.")
+      f"Dataset {builder.info.full_name} has no split {split!r}; available "
+      f"splits: {available}. Set --config.dataset.train_split / "
+      "eval_split to one of them."
+    )
   if max_examples < 0:
     raise UserError(
-        "--config.dataset.max_train_examples and max_eval_examples must be "
-        f">= 0 (0 = the whole split), got {max_examples}.")
+      "--config.dataset.max_train_examples and max_eval_examples must be "
+      f">= 0 (0 = the whole split), got {max_examples}."
+    )
   num_examples = builder.info.splits[split].num_examples
   if not max_examples or max_examples >= num_examples:
     return split
@@ -158,18 +169,26 @@ def split_expression(
 
 
 def train_and_eval_splits(
-    builder: tfds.core.DatasetBuilder,
-    dataset_config: ml_collections.ConfigDict) -> tuple[str, str]:
+  builder: tfds.core.DatasetBuilder, dataset_config: ml_collections.ConfigDict
+) -> tuple[str, str]:
   """`split_expression`s of the train and the eval split of the config."""
   return (
-      split_expression(builder, dataset_config.train_split,
-                       dataset_config.max_train_examples),
-      split_expression(builder, dataset_config.eval_split,
-                       dataset_config.max_eval_examples))
+    split_expression(
+      builder, dataset_config.train_split, dataset_config.max_train_examples
+    ),
+    split_expression(
+      builder, dataset_config.eval_split, dataset_config.max_eval_examples
+    ),
+  )
 
 
-def process_indices(builder: tfds.core.DatasetBuilder, split: str, *,
-                    process_index: int, process_count: int) -> np.ndarray:
+def process_indices(
+  builder: tfds.core.DatasetBuilder,
+  split: str,
+  *,
+  process_index: int,
+  process_count: int,
+) -> np.ndarray:
   """int64 (n,) positions in `split` (an expression) this process reads.
 
   Its block of `sharding.shard_for_process`: shards are disjoint, together
@@ -177,4 +196,5 @@ def process_indices(builder: tfds.core.DatasetBuilder, split: str, *,
   """
   num_examples = builder.info.splits[split].num_examples
   return sharding.shard_for_process(
-      np.arange(num_examples), process_index, process_count)
+    np.arange(num_examples), process_index, process_count
+  )

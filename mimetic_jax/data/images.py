@@ -15,8 +15,7 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
-from mimetic_jax.data import image_source
-from mimetic_jax.data import prepared
+from mimetic_jax.data import image_source, prepared
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -30,6 +29,7 @@ class ImageArrays:
     eval_labels: int32 (M,).
     num_classes: number of classes.
   """
+
   train_images: np.ndarray
   train_labels: np.ndarray
   eval_images: np.ndarray
@@ -52,8 +52,13 @@ def _decode_image(data: bytes, channels: int, size: int) -> np.ndarray:
 
 
 def _load_split(
-    builder: tfds.core.DatasetBuilder, split: str, image_size: int, *,
-    process_index: int, process_count: int) -> tuple[np.ndarray, np.ndarray]:
+  builder: tfds.core.DatasetBuilder,
+  split: str,
+  image_size: int,
+  *,
+  process_index: int,
+  process_count: int,
+) -> tuple[np.ndarray, np.ndarray]:
   """This process's shard of `split` as (uint8 (N, S, S, C), int32 (N,)).
 
   Decoding runs in this process: all of CIFAR-10 (60,000 JPEGs) takes about
@@ -62,13 +67,16 @@ def _load_split(
   main guard.)
   """
   indices = image_source.process_indices(
-      builder, split, process_index=process_index, process_count=process_count)
+    builder, split, process_index=process_index, process_count=process_count
+  )
   examples = prepared.read_all(
-      builder, split, indices=indices,
-      decoders={"image": tfds.decode.SkipDecoding()})
+    builder,
+    split,
+    indices=indices,
+    decoders={"image": tfds.decode.SkipDecoding()},
+  )
   channels = builder.info.features["image"].shape[-1]
-  images = np.empty((len(examples), image_size, image_size, channels),
-                    np.uint8)
+  images = np.empty((len(examples), image_size, image_size, channels), np.uint8)
   for i, example in enumerate(examples):
     images[i] = _decode_image(example["image"], channels, image_size)
   labels = np.array([example["label"] for example in examples], np.int32)
@@ -76,10 +84,10 @@ def _load_split(
 
 
 def load_arrays(
-    dataset_config: ml_collections.ConfigDict,
-    *,
-    process_index: int = 0,
-    process_count: int = 1,
+  dataset_config: ml_collections.ConfigDict,
+  *,
+  process_index: int = 0,
+  process_count: int = 1,
 ) -> ImageArrays:
   """Loads this process's shard of the train and eval splits into numpy.
 
@@ -102,15 +110,22 @@ def load_arrays(
   """
   builder = image_source.get_builder(dataset_config)
   (train_images, train_labels), (eval_images, eval_labels) = (
-      _load_split(builder, split, dataset_config.image_size,
-                  process_index=process_index, process_count=process_count)
-      for split in image_source.train_and_eval_splits(builder, dataset_config))
+    _load_split(
+      builder,
+      split,
+      dataset_config.image_size,
+      process_index=process_index,
+      process_count=process_count,
+    )
+    for split in image_source.train_and_eval_splits(builder, dataset_config)
+  )
   return ImageArrays(
-      train_images=train_images,
-      train_labels=train_labels,
-      eval_images=eval_images,
-      eval_labels=eval_labels,
-      num_classes=builder.info.features["label"].num_classes)
+    train_images=train_images,
+    train_labels=train_labels,
+    eval_images=eval_images,
+    eval_labels=eval_labels,
+    num_classes=builder.info.features["label"].num_classes,
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +137,7 @@ class StreamInfo:
       splits, over all processes.
     num_classes: number of classes.
   """
+
   num_train: int
   num_eval: int
   num_classes: int
@@ -135,7 +151,11 @@ def stream_info(dataset_config: ml_collections.ConfigDict) -> StreamInfo:
   """
   builder = image_source.get_builder(dataset_config)
   num_train, num_eval = (
-      builder.info.splits[split].num_examples
-      for split in image_source.train_and_eval_splits(builder, dataset_config))
-  return StreamInfo(num_train=num_train, num_eval=num_eval,
-                    num_classes=builder.info.features["label"].num_classes)
+    builder.info.splits[split].num_examples
+    for split in image_source.train_and_eval_splits(builder, dataset_config)
+  )
+  return StreamInfo(
+    num_train=num_train,
+    num_eval=num_eval,
+    num_classes=builder.info.features["label"].num_classes,
+  )

@@ -13,8 +13,9 @@ import numpy as np
 from mimetic_jax.data.tokenizers import PAD_ID
 
 
-def pack(tokens: np.ndarray, seq_len: int, *,
-         stride: int | None = None) -> np.ndarray:
+def pack(
+  tokens: np.ndarray, seq_len: int, *, stride: int | None = None
+) -> np.ndarray:
   """Cuts `tokens` into windows of `seq_len + 1` tokens.
 
   Window i is `tokens[i * stride : i * stride + seq_len + 1]`; a final window
@@ -37,16 +38,18 @@ def pack(tokens: np.ndarray, seq_len: int, *,
   tokens = np.asarray(tokens, np.int32)
   if tokens.ndim != 1 or seq_len < 1 or stride < 1:
     raise ValueError(
-        f"pack needs 1-D tokens and seq_len, stride >= 1; got tokens of shape "
-        f"{tokens.shape}, seq_len={seq_len}, stride={stride}.")
+      f"pack needs 1-D tokens and seq_len, stride >= 1; got tokens of shape "
+      f"{tokens.shape}, seq_len={seq_len}, stride={stride}."
+    )
   if len(tokens) < seq_len + 1:
     return np.zeros((0, seq_len + 1), np.int32)
   windows = np.lib.stride_tricks.sliding_window_view(tokens, seq_len + 1)
   return np.array(windows[::stride])
 
 
-def pack_eval(tokens: np.ndarray, seq_len: int, *,
-              pad_id: int = PAD_ID) -> tuple[np.ndarray, np.ndarray]:
+def pack_eval(
+  tokens: np.ndarray, seq_len: int, *, pad_id: int = PAD_ID
+) -> tuple[np.ndarray, np.ndarray]:
   """Packs `tokens` like `pack`, padding the last window so none is lost.
 
   Args:
@@ -63,6 +66,6 @@ def pack_eval(tokens: np.ndarray, seq_len: int, *,
   num_targets = max(len(tokens) - 1, 0)
   num_windows = -(-num_targets // seq_len)
   padded = np.full(num_windows * seq_len + 1, pad_id, np.int32)
-  padded[:len(tokens)] = tokens
+  padded[: len(tokens)] = tokens
   mask = np.arange(num_windows * seq_len) < num_targets
   return pack(padded, seq_len), mask.reshape(num_windows, seq_len)

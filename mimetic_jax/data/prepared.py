@@ -27,16 +27,17 @@ def prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
     UserError: TensorFlow is missing; the message says what to do instead.
   """
   try:
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    import tensorflow  # noqa: F401
   except ImportError as e:
     raise UserError(
-        f"{builder.name} is not prepared in {builder.data_dir_root}, and "
-        f"preparing a dataset needs TensorFlow, which cannot be imported "
-        f"here ({e}). Install it (`pip install tensorflow-cpu`), or prepare "
-        "the data on another machine and copy its tfds data_dir here (for "
-        "images, --config.dataset.path may also name the prepared folder, "
-        "the one holding dataset_info.json). Training on prepared data needs "
-        "no TensorFlow.") from e
+      f"{builder.name} is not prepared in {builder.data_dir_root}, and "
+      f"preparing a dataset needs TensorFlow, which cannot be imported "
+      f"here ({e}). Install it (`pip install tensorflow-cpu`), or prepare "
+      "the data on another machine and copy its tfds data_dir here (for "
+      "images, --config.dataset.path may also name the prepared folder, "
+      "the one holding dataset_info.json). Training on prepared data needs "
+      "no TensorFlow."
+    ) from e
   hide_accelerators_from_tensorflow()
   # tqdm bars redraw with cursor escapes; in a log file they are noise.
   tfds.display_progress_bar(sys.stderr.isatty())
@@ -44,10 +45,8 @@ def prepare(builder: tfds.core.DatasetBuilder, **kwargs) -> None:
 
 
 class _DropCustomConfigWarning(logging.Filter):
-
   def filter(self, record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith(
-        "Using custom data configuration")
+    return not record.getMessage().startswith("Using custom data configuration")
 
 
 @contextlib.contextmanager
@@ -64,8 +63,9 @@ def per_source_config():
     absl_logger.removeFilter(quiet)
 
 
-def data_source(builder: tfds.core.DatasetBuilder,
-                split: tfds.typing.SplitArg, **kwargs):
+def data_source(
+  builder: tfds.core.DatasetBuilder, split: tfds.typing.SplitArg, **kwargs
+):
   """`builder.as_data_source(split, **kwargs)`: random access to the
   prepared examples (a sequence of dicts of numpy values / bytes), no TF.
 
@@ -76,18 +76,24 @@ def data_source(builder: tfds.core.DatasetBuilder,
   file_format = builder.info.file_format
   if file_format != tfds.core.FileFormat.ARRAY_RECORD:
     raise UserError(
-        f"{builder.info.full_name} in {builder.data_dir} was prepared as "
-        f"{getattr(file_format, 'value', file_format)}, but training reads "
-        "prepared data through tfds.data_source, which needs array_record. "
-        f"Delete {builder.data_dir} so that it is prepared again (this "
-        "project prepares in array_record), or convert it in place with "
-        f"`tfds convert_format --dataset_dir={builder.data_dir} "
-        "--out_file_format=array_record`.")
+      f"{builder.info.full_name} in {builder.data_dir} was prepared as "
+      f"{getattr(file_format, 'value', file_format)}, but training reads "
+      "prepared data through tfds.data_source, which needs array_record. "
+      f"Delete {builder.data_dir} so that it is prepared again (this "
+      "project prepares in array_record), or convert it in place with "
+      f"`tfds convert_format --dataset_dir={builder.data_dir} "
+      "--out_file_format=array_record`."
+    )
   return builder.as_data_source(split=split, **kwargs)
 
 
-def read_all(builder: tfds.core.DatasetBuilder, split: tfds.typing.SplitArg,
-             *, indices: Sequence[int] | None = None, **kwargs) -> list[dict]:
+def read_all(
+  builder: tfds.core.DatasetBuilder,
+  split: tfds.typing.SplitArg,
+  *,
+  indices: Sequence[int] | None = None,
+  **kwargs,
+) -> list[dict]:
   """Every example of `split` in the prepared order (see `data_source`),
   or only those at `indices` (positions in `split`), in that order."""
   source = data_source(builder, split, **kwargs)

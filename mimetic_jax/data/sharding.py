@@ -11,8 +11,9 @@ is also how `tfds.split_for_jax_process` splits a tfds split).
 import numpy as np
 
 
-def shard_for_process(array: np.ndarray, process_index: int,
-                      process_count: int) -> np.ndarray:
+def shard_for_process(
+  array: np.ndarray, process_index: int, process_count: int
+) -> np.ndarray:
   """The block of `array` (along axis 0) that process `process_index` reads.
 
   Args:
@@ -31,6 +32,7 @@ def shard_for_process(array: np.ndarray, process_index: int,
   """
   if not 0 <= process_index < process_count:
     raise ValueError(
-        f"Need 0 <= process_index < process_count, got {process_index} and "
-        f"{process_count}.")
+      f"Need 0 <= process_index < process_count, got {process_index} and "
+      f"{process_count}."
+    )
   return np.array_split(array, process_count)[process_index]

@@ -39,9 +39,10 @@ def list_text_files(path: str | pathlib.Path) -> list[pathlib.Path]:
   files = sorted(p for p in path.rglob(f"*{SUFFIX}") if p.is_file())
   if not files:
     raise UserError(
-        f"dataset.path={path} is neither a file nor a folder holding "
-        f"'{SUFFIX}' files (searched recursively). Point --config.dataset.path "
-        f"at a UTF-8 text file or at a folder of '{SUFFIX}' files.")
+      f"dataset.path={path} is neither a file nor a folder holding "
+      f"'{SUFFIX}' files (searched recursively). Point --config.dataset.path "
+      f"at a UTF-8 text file or at a folder of '{SUFFIX}' files."
+    )
   return files
 
 
@@ -60,12 +61,14 @@ def read_text(path: pathlib.Path) -> str:
     return path.read_bytes().decode("utf-8")
   except UnicodeDecodeError as e:
     raise UserError(
-        f"{path} is not valid UTF-8 ({e}). Convert it, e.g. with "
-        f"`iconv -f LATIN1 -t UTF-8`, or leave it out of dataset.path.") from e
+      f"{path} is not valid UTF-8 ({e}). Convert it, e.g. with "
+      f"`iconv -f LATIN1 -t UTF-8`, or leave it out of dataset.path."
+    ) from e
 
 
-def _fingerprint(root: pathlib.Path, files: list[pathlib.Path],
-                 eval_fraction: float) -> str:
+def _fingerprint(
+  root: pathlib.Path, files: list[pathlib.Path], eval_fraction: float
+) -> str:
   """Short stable hash of what the prepared data depends on."""
   digest = hashlib.sha256(f"{root}\n{eval_fraction!r}\n".encode())
   for f in files:
@@ -88,12 +91,14 @@ class TextFolderConfig(tfds.core.BuilderConfig):
     eval_fraction: fraction of every file's characters, taken from its end,
       that forms the `validation` split; in [0, 1).
   """
+
   path: str = ""
   eval_fraction: float = 0.1
 
 
-def make_config(path: str | pathlib.Path,
-                eval_fraction: float) -> TextFolderConfig:
+def make_config(
+  path: str | pathlib.Path, eval_fraction: float
+) -> TextFolderConfig:
   """The config for `path` split at `eval_fraction`.
 
   Raises:
@@ -101,16 +106,22 @@ def make_config(path: str | pathlib.Path,
   """
   if not 0.0 <= eval_fraction < 1.0:
     raise UserError(
-        f"dataset.eval_fraction={eval_fraction} must be in [0, 1): it is the "
-        "fraction of each file held out for evaluation.")
+      f"dataset.eval_fraction={eval_fraction} must be in [0, 1): it is the "
+      "fraction of each file held out for evaluation."
+    )
   root = pathlib.Path(path).expanduser().resolve()
   files = list_text_files(root)
-  name = (f"{_sanitise(root.stem if root.is_file() else root.name)}_"
-          f"{_fingerprint(root, files, eval_fraction)}")
+  name = (
+    f"{_sanitise(root.stem if root.is_file() else root.name)}_"
+    f"{_fingerprint(root, files, eval_fraction)}"
+  )
   return TextFolderConfig(
-      name=name, version=TextFolder.VERSION, path=str(root),
-      eval_fraction=eval_fraction,
-      description=f"{root}, last {eval_fraction:g} of each file for eval")
+    name=name,
+    version=TextFolder.VERSION,
+    path=str(root),
+    eval_fraction=eval_fraction,
+    description=f"{root}, last {eval_fraction:g} of each file for eval",
+  )
 
 
 class TextFolder(tfds.core.GeneratorBasedBuilder):
@@ -121,16 +132,17 @@ class TextFolder(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        description="UTF-8 text files, one example per file and split.",
-        features=tfds.features.FeaturesDict({"text": tfds.features.Text()}),
-        disable_shuffling=True,
+      builder=self,
+      description="UTF-8 text files, one example per file and split.",
+      features=tfds.features.FeaturesDict({"text": tfds.features.Text()}),
+      disable_shuffling=True,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Local files only.
-    return {split: self._generate_examples(split)
-            for split in ("train", "validation")}
+    return {
+      split: self._generate_examples(split) for split in ("train", "validation")
+    }
 
   def _generate_examples(self, split: str):
     root = pathlib.Path(self.builder_config.path)

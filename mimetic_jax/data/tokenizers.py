@@ -49,8 +49,9 @@ class ByteTokenizer:
     ids = np.asarray(ids)
     if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
       raise ValueError(
-          f"byte token ids must be in [0, 256), got values in "
-          f"[{ids.min()}, {ids.max()}]; these ids come from another tokenizer.")
+        f"byte token ids must be in [0, 256), got values in "
+        f"[{ids.min()}, {ids.max()}]; these ids come from another tokenizer."
+      )
     return ids.astype(np.uint8).tobytes().decode("utf-8", errors="replace")
 
 
@@ -70,20 +71,27 @@ class SentencePieceTokenizer:
     # UTF-8 bytes that each token id stands for, shape (vocab_size,), int32:
     # bits per byte = total target NLL / ln(2) / token_num_bytes[targets].sum()
     self.token_num_bytes = np.array(
-        [self._piece_num_bytes(i) for i in range(self.vocab_size)], np.int32)
+      [self._piece_num_bytes(i) for i in range(self.vocab_size)], np.int32
+    )
 
   def _piece_num_bytes(self, token_id: int) -> int:
     if self._sp.is_control(token_id) or self._sp.is_unknown(token_id):
       return 0
     if self._sp.is_byte(token_id):
       return 1
-    return len(self._sp.id_to_piece(token_id).replace("\u2581", " ")
-               .encode("utf-8"))
+    return len(
+      self._sp.id_to_piece(token_id).replace("\u2581", " ").encode("utf-8")
+    )
 
   @classmethod
-  def load_or_train(cls, model_path: str, train_text: str, vocab_size: int, *,
-                    max_corpus_chars: int = 10_000_000
-                    ) -> "SentencePieceTokenizer":
+  def load_or_train(
+    cls,
+    model_path: str,
+    train_text: str,
+    vocab_size: int,
+    *,
+    max_corpus_chars: int = 10_000_000,
+  ) -> "SentencePieceTokenizer":
     """Loads `model_path`, or trains on `train_text` and saves it there.
 
     Args:
@@ -102,8 +110,9 @@ class SentencePieceTokenizer:
     if os.path.exists(model_path):
       with open(model_path, "rb") as f:
         return cls(f.read())
-    model_proto = _train_sentencepiece(train_text[:max_corpus_chars],
-                                       vocab_size)
+    model_proto = _train_sentencepiece(
+      train_text[:max_corpus_chars], vocab_size
+    )
     _write_atomically(model_path, model_proto)
     return cls(model_proto)
 
@@ -111,8 +120,10 @@ class SentencePieceTokenizer:
     """Token ids of `text`: int32, shape (num_tokens,)."""
     # No piece spans "\n", so encoding newline-ended chunks equals encoding
     # the whole text, without one Python int per token for the whole split.
-    chunks = [np.asarray(ids, np.int32)
-              for ids in self._sp.encode(list(_newline_chunks(text)))]
+    chunks = [
+      np.asarray(ids, np.int32)
+      for ids in self._sp.encode(list(_newline_chunks(text)))
+    ]
     return np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
 
   def decode(self, ids: np.ndarray) -> str:
@@ -138,36 +149,41 @@ def _train_sentencepiece(text: str, vocab_size: int) -> bytes:
   model = io.BytesIO()
   try:
     spm.SentencePieceTrainer.train(
-        sentence_iterator=(line for line in text.split("\n") if line),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type="unigram",
-        character_coverage=1.0,
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        add_dummy_prefix=False,
-        allow_whitespace_only_pieces=True,
-        user_defined_symbols=["\n"],
-        pad_id=PAD_ID, unk_id=1, bos_id=-1, eos_id=-1,
-        max_sentence_length=1 << 16,
-        num_threads=os.cpu_count() or 1,
-        minloglevel=2,
+      sentence_iterator=(line for line in text.split("\n") if line),
+      model_writer=model,
+      vocab_size=vocab_size,
+      model_type="unigram",
+      character_coverage=1.0,
+      byte_fallback=True,
+      normalization_rule_name="identity",
+      remove_extra_whitespaces=False,
+      add_dummy_prefix=False,
+      allow_whitespace_only_pieces=True,
+      user_defined_symbols=["\n"],
+      pad_id=PAD_ID,
+      unk_id=1,
+      bos_id=-1,
+      eos_id=-1,
+      max_sentence_length=1 << 16,
+      num_threads=os.cpu_count() or 1,
+      minloglevel=2,
     )
   except RuntimeError as e:
     raise UserError(
-        f"Could not train a SentencePiece vocabulary of exactly {vocab_size} "
-        f"pieces: {e}. It must hold 256 byte pieces, 3 special pieces and "
-        "every distinct character of the training text, and the text must "
-        "offer enough distinct pieces to fill it; change "
-        "--config.dataset.vocab_size accordingly.") from e
+      f"Could not train a SentencePiece vocabulary of exactly {vocab_size} "
+      f"pieces: {e}. It must hold 256 byte pieces, 3 special pieces and "
+      "every distinct character of the training text, and the text must "
+      "offer enough distinct pieces to fill it; change "
+      "--config.dataset.vocab_size accordingly."
+    ) from e
   return model.getvalue()
 
 
 def _write_atomically(path: str, data: bytes) -> None:
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=os.path.dirname(path) or ".",
-                                   delete=False) as f:
+  with tempfile.NamedTemporaryFile(
+    dir=os.path.dirname(path) or ".", delete=False
+  ) as f:
     f.write(data)
   os.replace(f.name, path)
 
@@ -175,12 +191,14 @@ def _write_atomically(path: str, data: bytes) -> None:
 def _check_tokenizer_name(dataset_config: ml_collections.ConfigDict) -> None:
   if dataset_config.tokenizer not in TOKENIZERS:
     raise UserError(
-        f"Unknown dataset.tokenizer={dataset_config.tokenizer!r}; use 'byte' "
-        "or 'sentencepiece' (--config.dataset.tokenizer=...).")
+      f"Unknown dataset.tokenizer={dataset_config.tokenizer!r}; use 'byte' "
+      "or 'sentencepiece' (--config.dataset.tokenizer=...)."
+    )
 
 
-def sentencepiece_path(dataset_config: ml_collections.ConfigDict,
-                       workdir: str) -> str:
+def sentencepiece_path(
+  dataset_config: ml_collections.ConfigDict, workdir: str
+) -> str:
   """Where the run in `workdir` keeps its SentencePiece model.
 
   `workdir/sentencepiece/<source>_<train_split>_<vocab_size>.model`, with
@@ -200,12 +218,14 @@ def sentencepiece_path(dataset_config: ml_collections.ConfigDict,
   else:
     source = dataset_config.name
   name = f"{source}_{dataset_config.train_split}_{dataset_config.vocab_size}"
-  return os.path.join(workdir, "sentencepiece",
-                      re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".model")
+  return os.path.join(
+    workdir, "sentencepiece", re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".model"
+  )
 
 
-def make_tokenizer(dataset_config: ml_collections.ConfigDict, workdir: str,
-                   train_text: str) -> Tokenizer:
+def make_tokenizer(
+  dataset_config: ml_collections.ConfigDict, workdir: str, train_text: str
+) -> Tokenizer:
   """The trainer's tokenizer: bytes, or SentencePiece trained on
   `train_text` (once; later calls load `sentencepiece_path`).
 
@@ -217,12 +237,15 @@ def make_tokenizer(dataset_config: ml_collections.ConfigDict, workdir: str,
   if dataset_config.tokenizer == "byte":
     return ByteTokenizer()
   return SentencePieceTokenizer.load_or_train(
-      sentencepiece_path(dataset_config, workdir), train_text,
-      dataset_config.vocab_size)
+    sentencepiece_path(dataset_config, workdir),
+    train_text,
+    dataset_config.vocab_size,
+  )
 
 
-def load_saved_tokenizer(dataset_config: ml_collections.ConfigDict,
-                         workdir: str) -> Tokenizer:
+def load_saved_tokenizer(
+  dataset_config: ml_collections.ConfigDict, workdir: str
+) -> Tokenizer:
   """The tokenizer a finished or running trainer run in `workdir` uses.
 
   Raises:
@@ -237,11 +260,12 @@ def load_saved_tokenizer(dataset_config: ml_collections.ConfigDict,
     folder = os.path.dirname(path)
     found = sorted(p.name for p in pathlib.Path(folder).glob("*.model"))
     raise UserError(
-        f"The run's SentencePiece model {path} does not exist (the trainer "
-        f"writes it there before training; {folder} holds "
-        f"{found or 'no .model file'}). Was the workdir moved without it? "
-        "Rerun the training command with this workdir to recreate it from the "
-        "training text; a model from an older version of this project may "
-        f"instead be renamed to {os.path.basename(path)}.")
+      f"The run's SentencePiece model {path} does not exist (the trainer "
+      f"writes it there before training; {folder} holds "
+      f"{found or 'no .model file'}). Was the workdir moved without it? "
+      "Rerun the training command with this workdir to recreate it from the "
+      "training text; a model from an older version of this project may "
+      f"instead be renamed to {os.path.basename(path)}."
+    )
   with open(path, "rb") as f:
     return SentencePieceTokenizer(f.read())

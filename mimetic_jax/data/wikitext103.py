@@ -33,9 +33,9 @@ ARCHIVE_FOLDER = "wikitext-103-raw"
 
 # tfds split name -> accepted file names, official name first.
 SPLIT_FILES = {
-    "train": ("wiki.train.raw", "train.txt"),
-    "validation": ("wiki.valid.raw", "valid.txt"),
-    "test": ("wiki.test.raw", "test.txt"),
+  "train": ("wiki.train.raw", "train.txt"),
+  "validation": ("wiki.valid.raw", "valid.txt"),
+  "test": ("wiki.test.raw", "test.txt"),
 }
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
@@ -56,8 +56,11 @@ def _is_blank(line: str) -> bool:
 
 def _starts_article(previous: str, title: str, following: str) -> bool:
   """Whether `title` is an article title: ` = T = ` between blank lines."""
-  return (_is_blank(previous) and _is_blank(following)
-          and _TITLE_LINE.fullmatch(title.rstrip("\r\n")) is not None)
+  return (
+    _is_blank(previous)
+    and _is_blank(following)
+    and _TITLE_LINE.fullmatch(title.rstrip("\r\n")) is not None
+  )
 
 
 def split_articles(lines: Iterable[str]) -> Iterator[str]:
@@ -96,8 +99,9 @@ def find_split_files(folder: os.PathLike[str] | str) -> dict[str, str]:
   return found
 
 
-def _manual_split_files(dl_manager: tfds.download.DownloadManager
-                       ) -> dict[str, str]:
+def _manual_split_files(
+  dl_manager: tfds.download.DownloadManager,
+) -> dict[str, str]:
   """Split files in `manual_dir`; empty when it is absent or empty.
 
   Raises:
@@ -109,12 +113,14 @@ def _manual_split_files(dl_manager: tfds.download.DownloadManager
     return {}
   found = find_split_files(manual_dir)
   if not found:
-    expected = ", ".join(name for names in SPLIT_FILES.values()
-                         for name in names)
+    expected = ", ".join(
+      name for names in SPLIT_FILES.values() for name in names
+    )
     raise UserError(
-        f"manual_dir {manual_dir} holds none of the WikiText-103 split files "
-        f"({expected}). Put at least one of them there (they are in "
-        f"{ARCHIVE_URL}), or leave manual_dir empty to download the archive.")
+      f"manual_dir {manual_dir} holds none of the WikiText-103 split files "
+      f"({expected}). Put at least one of them there (they are in "
+      f"{ARCHIVE_URL}), or leave manual_dir empty to download the archive."
+    )
   return found
 
 
@@ -127,34 +133,41 @@ class Wikitext103(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=(
-            "WikiText-103 raw: Good and Featured Wikipedia articles, one "
-            "example per article, in file order."),
-        features=tfds.features.FeaturesDict({"text": tfds.features.Text()}),
-        homepage=(
-            "https://www.salesforce.com/blog/"
-            "the-wikitext-long-term-dependency-language-modeling-dataset/"),
-        citation=(
-            "@article{merity2016pointer, title={Pointer Sentinel Mixture "
-            "Models}, author={Merity, Stephen and Xiong, Caiming and "
-            "Bradbury, James and Socher, Richard}, journal={arXiv preprint "
-            "arXiv:1609.07843}, year={2016}}"),
-        disable_shuffling=True,
+      builder=self,
+      description=(
+        "WikiText-103 raw: Good and Featured Wikipedia articles, one "
+        "example per article, in file order."
+      ),
+      features=tfds.features.FeaturesDict({"text": tfds.features.Text()}),
+      homepage=(
+        "https://www.salesforce.com/blog/"
+        "the-wikitext-long-term-dependency-language-modeling-dataset/"
+      ),
+      citation=(
+        "@article{merity2016pointer, title={Pointer Sentinel Mixture "
+        "Models}, author={Merity, Stephen and Xiong, Caiming and "
+        "Bradbury, James and Socher, Richard}, journal={arXiv preprint "
+        "arXiv:1609.07843}, year={2016}}"
+      ),
+      disable_shuffling=True,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     split_files = _manual_split_files(dl_manager)
     if not split_files:
-      folder = os.path.join(dl_manager.download_and_extract(ARCHIVE_URL),
-                            ARCHIVE_FOLDER)
-      split_files = {split: os.path.join(folder, names[0])
-                     for split, names in SPLIT_FILES.items()}
-    return {split: self._generate_examples(path)
-            for split, path in split_files.items()}
+      folder = os.path.join(
+        dl_manager.download_and_extract(ARCHIVE_URL), ARCHIVE_FOLDER
+      )
+      split_files = {
+        split: os.path.join(folder, names[0])
+        for split, names in SPLIT_FILES.items()
+      }
+    return {
+      split: self._generate_examples(path)
+      for split, path in split_files.items()
+    }
 
   def _generate_examples(self, path: str):
     # newline="" keeps the file's line endings, so the text is unaltered.
     with open(path, encoding="utf-8", newline="") as f:
-      yield from enumerate({"text": article}
-                           for article in split_articles(f))
+      yield from enumerate({"text": article} for article in split_articles(f))

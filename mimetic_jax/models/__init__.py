@@ -5,5 +5,11 @@ from mimetic_jax.models.init import INITS, initialize, trunc_normal_params
 from mimetic_jax.models.lm import TransformerLM
 from mimetic_jax.models.vit import ViT, decode_variant
 
-__all__ = ["INITS", "TransformerLM", "ViT", "decode_variant", "initialize",
-           "trunc_normal_params"]
+__all__ = [
+  "INITS",
+  "TransformerLM",
+  "ViT",
+  "decode_variant",
+  "initialize",
+  "trunc_normal_params",
+]

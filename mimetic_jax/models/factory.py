@@ -20,8 +20,10 @@ TASKS = ("image", "lm")
 
 def _dtype(name: str) -> jnp.dtype:
   if name not in ("float32", "bfloat16"):
-    raise UserError(f"model.dtype={name!r} must be 'float32' or 'bfloat16' "
-                    "(the compute dtype; params stay float32).")
+    raise UserError(
+      f"model.dtype={name!r} must be 'float32' or 'bfloat16' "
+      "(the compute dtype; params stay float32)."
+    )
   return jnp.dtype(name)
 
 
@@ -34,33 +36,51 @@ def vit_architecture(model_config: ml_collections.ConfigDict) -> dict:
       return decode_variant(m.variant)
     except ValueError as e:
       raise UserError(f"model.variant={m.variant!r}: {e}") from None
-  return dict(width=m.width, depth=m.depth, mlp_dim=m.mlp_dim,
-              num_heads=m.num_heads, patch_size=m.patch_size)
+  return dict(
+    width=m.width,
+    depth=m.depth,
+    mlp_dim=m.mlp_dim,
+    num_heads=m.num_heads,
+    patch_size=m.patch_size,
+  )
 
 
-def make_model(config: ml_collections.ConfigDict,
-               info: DatasetInfo) -> nn.Module:
+def make_model(
+  config: ml_collections.ConfigDict, info: DatasetInfo
+) -> nn.Module:
   """The model `config` describes, with `info.num_classes` outputs (image)
   or `info.vocab_size` tokens (LM)."""
   m = config.model
   if config.task == "image":
-    return ViT(num_classes=info.num_classes, pool=m.pool, posemb=m.posemb,
-               dropout=m.dropout, gelu_approximate=m.gelu_approximate,
-               dtype=_dtype(m.dtype),
-               attention_implementation=(None if m.attention == "auto"
-                                         else m.attention),
-               **vit_architecture(m))
+    return ViT(
+      num_classes=info.num_classes,
+      pool=m.pool,
+      posemb=m.posemb,
+      dropout=m.dropout,
+      gelu_approximate=m.gelu_approximate,
+      dtype=_dtype(m.dtype),
+      attention_implementation=(None if m.attention == "auto" else m.attention),
+      **vit_architecture(m),
+    )
   if config.task == "lm":
     return TransformerLM(
-        vocab_size=info.vocab_size, width=m.width, depth=m.depth,
-        num_heads=m.num_heads, mlp_dim=m.mlp_dim, max_len=config.seq_len,
-        posemb=m.posemb, tie_embeddings=m.tie_embeddings, dropout=m.dropout,
-        dtype=_dtype(m.dtype))
+      vocab_size=info.vocab_size,
+      width=m.width,
+      depth=m.depth,
+      num_heads=m.num_heads,
+      mlp_dim=m.mlp_dim,
+      max_len=config.seq_len,
+      posemb=m.posemb,
+      tie_embeddings=m.tie_embeddings,
+      dropout=m.dropout,
+      dtype=_dtype(m.dtype),
+    )
   raise UserError(f"task={config.task!r} is not one of {TASKS}.")
 
 
-def dummy_inputs(config: ml_collections.ConfigDict,
-                 info: DatasetInfo) -> jax.Array:
+def dummy_inputs(
+  config: ml_collections.ConfigDict, info: DatasetInfo
+) -> jax.Array:
   """One zero example: an image `(1, S, S, info.image_channels)` float32 with
   `S = dataset.image_size`, or a token window `(1, seq_len)` int32."""
   if config.task == "image":

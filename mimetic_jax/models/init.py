@@ -13,8 +13,8 @@ call it, so a fresh init drawn anywhere equals the trainer's step-0 params.
 """
 
 from collections.abc import Sequence
-import zlib
 from typing import Any
+import zlib
 
 import flax.linen as nn
 import jax
@@ -27,8 +27,7 @@ INITS = ("default", "mimetic", "trunc_normal")
 Strength = tuple[float, float] | None
 
 
-def parse_strength(value: Sequence[float | None] | None, name: str
-                   ) -> Strength:
+def parse_strength(value: Sequence[float | None] | None, name: str) -> Strength:
   """`mimetic.qk` / `mimetic.vo` as `(alpha, beta)`, or None when disabled.
 
   Accepts None, `()` and `(None,)` (what `--config.mimetic.qk=None` gives)
@@ -38,20 +37,23 @@ def parse_strength(value: Sequence[float | None] | None, name: str
     return None
   if len(value) != 2:
     raise UserError(
-        f"{name}={value!r} must be a pair (alpha, beta), e.g. "
-        f"--config.{name}='(0.7,0.7)', or None to leave that pair untouched.")
+      f"{name}={value!r} must be a pair (alpha, beta), e.g. "
+      f"--config.{name}='(0.7,0.7)', or None to leave that pair untouched."
+    )
   return float(value[0]), float(value[1])
 
 
-def mimetic_strengths(config: ml_collections.ConfigDict
-                      ) -> tuple[Strength, Strength]:
+def mimetic_strengths(
+  config: ml_collections.ConfigDict,
+) -> tuple[Strength, Strength]:
   """`(qk, vo)` of `config.mimetic`; raises when both are disabled."""
   qk = parse_strength(config.mimetic.qk, "mimetic.qk")
   vo = parse_strength(config.mimetic.vo, "mimetic.vo")
   if qk is None and vo is None:
     raise UserError(
-        "init='mimetic' with mimetic.qk=None and mimetic.vo=None changes "
-        "nothing; set one of them, or use --config.init=default.")
+      "init='mimetic' with mimetic.qk=None and mimetic.vo=None changes "
+      "nothing; set one of them, or use --config.init=default."
+    )
   return qk, vo
 
 
@@ -69,19 +71,28 @@ def trunc_normal_params(key: jax.Array, params: Any, std: float = 0.02) -> Any:
   return jax.tree_util.tree_map_with_path(redraw, params)
 
 
-def initialize(model: nn.Module, key: jax.Array, inputs: jax.Array, *,
-               init: str = "default", qk: Strength = mimetic.PAPER_QK,
-               vo: Strength = mimetic.PAPER_VO,
-               distribution: str = "normal") -> Any:
+def initialize(
+  model: nn.Module,
+  key: jax.Array,
+  inputs: jax.Array,
+  *,
+  init: str = "default",
+  qk: Strength = mimetic.PAPER_QK,
+  vo: Strength = mimetic.PAPER_VO,
+  distribution: str = "normal",
+) -> Any:
   """Returns the model's params for `inputs` under the chosen scheme."""
   if init not in INITS:
-    raise UserError(f"init={init!r} is not one of {INITS}; set "
-                    "--config.init=mimetic (or default / trunc_normal).")
+    raise UserError(
+      f"init={init!r} is not one of {INITS}; set "
+      "--config.init=mimetic (or default / trunc_normal)."
+    )
   model_key, init_key = jax.random.split(key)
   params = model.init(model_key, inputs)["params"]
   if init == "mimetic":
-    params = mimetic.mimetic_params(init_key, params, qk=qk, vo=vo,
-                                    distribution=distribution)
+    params = mimetic.mimetic_params(
+      init_key, params, qk=qk, vo=vo, distribution=distribution
+    )
   elif init == "trunc_normal":
     params = trunc_normal_params(init_key, params)
   return params
@@ -92,9 +103,14 @@ def init_key(seed: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), 0)
 
 
-def init_params(config: ml_collections.ConfigDict, model: nn.Module,
-                inputs: jax.Array, *, init: str | None = None,
-                seed: int | None = None) -> Any:
+def init_params(
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  inputs: jax.Array,
+  *,
+  init: str | None = None,
+  seed: int | None = None,
+) -> Any:
   """The params the trainer starts from for `config` (traceable: wrap it in
   `jax.jit` or `jax.eval_shape`).
 

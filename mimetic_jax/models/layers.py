@@ -3,8 +3,8 @@
 Default initializers (what `init='default'` means): attention and MLP kernels
 Xavier-uniform, MLP biases N(0, 1e-6), attention biases zero (as in
 big_vision's ViT). Attention is `nn.MultiHeadDotProductAttention` (computed by
-`jax.nn.dot_product_attention`), so its params are named `query`, `key`, `value`, `out`, with kernels `(d, heads, head_dim)`
-and `(heads, head_dim, d)`.
+`jax.nn.dot_product_attention`), so its params are named `query`, `key`,
+`value`, `out`, with kernels `(d, heads, head_dim)` and `(heads, head_dim, d)`.
 """
 
 import functools
@@ -16,20 +16,30 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def posemb_sincos_1d(length: int, width: int,
-                     temperature: float = 10_000.) -> np.ndarray:
+def posemb_sincos_1d(
+  length: int, width: int, temperature: float = 10_000.0
+) -> np.ndarray:
   """1-D sinusoidal position embedding (Vaswani et al.), `(length, width)`."""
   if width % 2:
     raise ValueError(f"1-D sin-cos posemb needs an even width; got {width}.")
-  omega = 1. / temperature ** (np.arange(width // 2) / (width // 2))
+  omega = 1.0 / temperature ** (np.arange(width // 2) / (width // 2))
   angles = np.arange(length)[:, None] * omega[None]
   return np.concatenate([np.sin(angles), np.cos(angles)], 1).astype(np.float32)
 
 
-def dot_product_attention(query, key, value, bias=None, mask=None, *,
-                          dropout_rate: float = 0.0, deterministic: bool = True,
-                          module: nn.Module | None = None,
-                          implementation: str | None = None, **kwargs):
+def dot_product_attention(
+  query,
+  key,
+  value,
+  bias=None,
+  mask=None,
+  *,
+  dropout_rate: float = 0.0,
+  deterministic: bool = True,
+  module: nn.Module | None = None,
+  implementation: str | None = None,
+  **kwargs,
+):
   """`attention_fn` for `nn.MultiHeadDotProductAttention`: softmax attention
   through `jax.nn.dot_product_attention` (cuDNN flash attention on NVIDIA
   GPUs where it applies, XLA elsewhere).
@@ -45,16 +55,26 @@ def dot_product_attention(query, key, value, bias=None, mask=None, *,
   """
   if module is not None:
     return nn.dot_product_attention(
-        query, key, value, bias=bias, mask=mask, dropout_rate=dropout_rate,
-        deterministic=deterministic, module=module, **kwargs)
+      query,
+      key,
+      value,
+      bias=bias,
+      mask=mask,
+      dropout_rate=dropout_rate,
+      deterministic=deterministic,
+      module=module,
+      **kwargs,
+    )
   if dropout_rate > 0 and not deterministic:
     raise NotImplementedError(
-        "Attention-weight dropout is not supported by "
-        "jax.nn.dot_product_attention; use dropout on the attention output.")
+      "Attention-weight dropout is not supported by "
+      "jax.nn.dot_product_attention; use dropout on the attention output."
+    )
   if mask is not None:
     mask = mask.astype(bool)  # Flax's masks may be float (make_causal_mask).
-  return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask,
-                                     implementation=implementation)
+  return jax.nn.dot_product_attention(
+    query, key, value, bias=bias, mask=mask, implementation=implementation
+  )
 
 
 class MlpBlock(nn.Module):
@@ -63,6 +83,7 @@ class MlpBlock(nn.Module):
   `gelu_approximate`: Flax's default tanh approximation of GELU (True), or
   the exact erf form (False) that PyTorch/timm use.
   """
+
   mlp_dim: int
   dropout: float = 0.0
   dtype: Any = jnp.float32
@@ -71,11 +92,16 @@ class MlpBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
     dense = lambda n, name: nn.Dense(
-        n, dtype=self.dtype, kernel_init=nn.initializers.xavier_uniform(),
-        bias_init=nn.initializers.normal(1e-6), name=name)
+      n,
+      dtype=self.dtype,
+      kernel_init=nn.initializers.xavier_uniform(),
+      bias_init=nn.initializers.normal(1e-6),
+      name=name,
+    )
     d = x.shape[-1]
-    x = nn.gelu(dense(self.mlp_dim, "fc1")(x),
-                approximate=self.gelu_approximate)
+    x = nn.gelu(
+      dense(self.mlp_dim, "fc1")(x), approximate=self.gelu_approximate
+    )
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return dense(d, "fc2")(x)
 
@@ -86,6 +112,7 @@ class EncoderBlock(nn.Module):
   `x` is `(batch, tokens, d)`; `mask` (optional) broadcasts to
   `(batch, heads, tokens, tokens)`, True where attention is allowed.
   """
+
   mlp_dim: int
   num_heads: int
   dropout: float = 0.0
@@ -94,19 +121,27 @@ class EncoderBlock(nn.Module):
   gelu_approximate: bool = True  # See MlpBlock.
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, mask: jnp.ndarray | None = None, *,
-               train: bool) -> jnp.ndarray:
+  def __call__(
+    self, x: jnp.ndarray, mask: jnp.ndarray | None = None, *, train: bool
+  ) -> jnp.ndarray:
     y = nn.LayerNorm(dtype=self.dtype, name="norm1")(x)
     y = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, dtype=self.dtype,
-        kernel_init=nn.initializers.xavier_uniform(),
-        attention_fn=functools.partial(
-            dot_product_attention,
-            implementation=self.attention_implementation),
-        deterministic=not train, name="attention")(y, y, mask=mask)
+      num_heads=self.num_heads,
+      dtype=self.dtype,
+      kernel_init=nn.initializers.xavier_uniform(),
+      attention_fn=functools.partial(
+        dot_product_attention, implementation=self.attention_implementation
+      ),
+      deterministic=not train,
+      name="attention",
+    )(y, y, mask=mask)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
     y = nn.LayerNorm(dtype=self.dtype, name="norm2")(x)
-    y = MlpBlock(self.mlp_dim, self.dropout, self.dtype,
-                 gelu_approximate=self.gelu_approximate, name="mlp")(
-                     y, train=train)
+    y = MlpBlock(
+      self.mlp_dim,
+      self.dropout,
+      self.dtype,
+      gelu_approximate=self.gelu_approximate,
+      name="mlp",
+    )(y, train=train)
     return x + nn.Dropout(self.dropout, deterministic=not train)(y)

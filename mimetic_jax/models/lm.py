@@ -27,6 +27,7 @@ class TransformerLM(nn.Module):
     dropout: dropout rate on embeddings, attention outputs and MLPs.
     dtype: compute dtype (params stay float32).
   """
+
   vocab_size: int
   width: int = 256
   depth: int = 4
@@ -43,22 +44,32 @@ class TransformerLM(nn.Module):
     """`tokens`: `(batch, length)` -> `(logits, intermediates)`."""
     length = tokens.shape[1]
     if length > self.max_len:
-      raise ValueError(f"Sequence length {length} exceeds the model's "
-                       f"max_len={self.max_len}.")
-    embed = nn.Embed(self.vocab_size, self.width,
-                     embedding_init=nn.initializers.normal(0.02),
-                     dtype=self.dtype, name="embed")
+      raise ValueError(
+        f"Sequence length {length} exceeds the model's max_len={self.max_len}."
+      )
+    embed = nn.Embed(
+      self.vocab_size,
+      self.width,
+      embedding_init=nn.initializers.normal(0.02),
+      dtype=self.dtype,
+      name="embed",
+    )
     # `perturb` is a no-op unless the caller passes a 'perturbations'
     # collection, through which gradients w.r.t. the embeddings can be taken.
     x = self.perturb("token_embeddings", embed(tokens))
     if self.posemb == "learn":
-      pos = self.param("pos_embedding", nn.initializers.normal(0.02),
-                       (self.max_len, self.width), jnp.float32)
+      pos = self.param(
+        "pos_embedding",
+        nn.initializers.normal(0.02),
+        (self.max_len, self.width),
+        jnp.float32,
+      )
     elif self.posemb == "sincos":
       pos = jnp.asarray(layers.posemb_sincos_1d(self.max_len, self.width))
     else:
-      raise ValueError(f"Unknown posemb {self.posemb!r}; use 'learn' or "
-                       "'sincos'.")
+      raise ValueError(
+        f"Unknown posemb {self.posemb!r}; use 'learn' or 'sincos'."
+      )
     x = x + pos[None, :length].astype(self.dtype)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
 
@@ -66,15 +77,21 @@ class TransformerLM(nn.Module):
     intermediates = {}
     for i in range(self.depth):
       x = layers.EncoderBlock(
-          mlp_dim=self.mlp_dim or 4 * self.width, num_heads=self.num_heads,
-          dropout=self.dropout, dtype=self.dtype, name=f"block_{i}")(
-              x, mask, train=train)
+        mlp_dim=self.mlp_dim or 4 * self.width,
+        num_heads=self.num_heads,
+        dropout=self.dropout,
+        dtype=self.dtype,
+        name=f"block_{i}",
+      )(x, mask, train=train)
       intermediates[f"block{i:02d}"] = x
     x = nn.LayerNorm(dtype=self.dtype, name="final_norm")(x)
     if self.tie_embeddings:
       logits = embed.attend(x)
     else:
-      logits = nn.Dense(self.vocab_size, dtype=self.dtype,
-                        kernel_init=nn.initializers.normal(0.02),
-                        name="head")(x)
+      logits = nn.Dense(
+        self.vocab_size,
+        dtype=self.dtype,
+        kernel_init=nn.initializers.normal(0.02),
+        name="head",
+      )(x)
     return logits.astype(jnp.float32), intermediates

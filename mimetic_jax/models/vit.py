@@ -24,11 +24,11 @@ from mimetic_jax.models import layers
 
 # width, depth, mlp_dim, heads (big_vision's table).
 _VARIANTS = {
-    "Ti": (192, 12, 768, 3),
-    "S": (384, 12, 1536, 6),
-    "M": (512, 12, 2048, 8),
-    "B": (768, 12, 3072, 12),
-    "L": (1024, 24, 4096, 16),
+  "Ti": (192, 12, 768, 3),
+  "S": (384, 12, 1536, 6),
+  "M": (512, 12, 2048, 8),
+  "B": (768, 12, 3072, 12),
+  "L": (1024, 24, 4096, 16),
 }
 
 
@@ -38,21 +38,28 @@ def decode_variant(variant: str) -> dict[str, Any]:
   match = re.fullmatch(r"(\w+)/(\d+)", variant)
   if not match or match.group(1) not in _VARIANTS:
     raise ValueError(
-        f"Unknown ViT variant {variant!r}; use '<size>/<patch>' with size in "
-        f"{sorted(_VARIANTS)} (e.g. 'Ti/2', 'S/16'), or set model.variant='' "
-        "and give width, depth, mlp_dim, num_heads and patch_size explicitly.")
+      f"Unknown ViT variant {variant!r}; use '<size>/<patch>' with size in "
+      f"{sorted(_VARIANTS)} (e.g. 'Ti/2', 'S/16'), or set model.variant='' "
+      "and give width, depth, mlp_dim, num_heads and patch_size explicitly."
+    )
   width, depth, mlp_dim, heads = _VARIANTS[match.group(1)]
-  return dict(width=width, depth=depth, mlp_dim=mlp_dim, num_heads=heads,
-              patch_size=int(match.group(2)))
+  return dict(
+    width=width,
+    depth=depth,
+    mlp_dim=mlp_dim,
+    num_heads=heads,
+    patch_size=int(match.group(2)),
+  )
 
 
-def posemb_sincos_2d(h: int, w: int, width: int,
-                     temperature: float = 10_000.) -> np.ndarray:
+def posemb_sincos_2d(
+  h: int, w: int, width: int, temperature: float = 10_000.0
+) -> np.ndarray:
   """2-D sin-cos position embedding (MoCo v3), `(1, h * w, width)`."""
   if width % 4:
     raise ValueError(f"2-D sin-cos posemb needs width % 4 == 0; got {width}.")
   y, x = np.mgrid[:h, :w]
-  omega = 1. / temperature ** (np.arange(width // 4) / (width // 4 - 1))
+  omega = 1.0 / temperature ** (np.arange(width // 4) / (width // 4 - 1))
   y = y.reshape(-1)[:, None] * omega[None]
   x = x.reshape(-1)[:, None] * omega[None]
   pe = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
@@ -74,6 +81,7 @@ class ViT(nn.Module):
     gelu_approximate: tanh-approximate GELU (Flax's default) or exact erf
       GELU (False; PyTorch's and timm's).
   """
+
   num_classes: int
   patch_size: int = 2
   width: int = 192
@@ -93,10 +101,15 @@ class ViT(nn.Module):
     if self.posemb == "sincos1d":
       return jnp.asarray(layers.posemb_sincos_1d(h * w, self.width))[None]
     if self.posemb == "learn":
-      return self.param("pos_embedding", nn.initializers.normal(0.02),
-                        (1, h * w, self.width), jnp.float32)
-    raise ValueError(f"Unknown posemb {self.posemb!r}; use 'sincos2d', "
-                     "'sincos1d' or 'learn'.")
+      return self.param(
+        "pos_embedding",
+        nn.initializers.normal(0.02),
+        (1, h * w, self.width),
+        jnp.float32,
+      )
+    raise ValueError(
+      f"Unknown posemb {self.posemb!r}; use 'sincos2d', 'sincos1d' or 'learn'."
+    )
 
   @nn.compact
   def __call__(self, images: jnp.ndarray, *, train: bool = False):
@@ -104,11 +117,17 @@ class ViT(nn.Module):
     intermediates)`."""
     p = self.patch_size
     if images.shape[1] % p or images.shape[2] % p:
-      raise ValueError(f"Image size {images.shape[1:3]} is not divisible by "
-                       f"patch size {p}.")
-    x = nn.Conv(self.width, (p, p), strides=(p, p), padding="VALID",
-                dtype=self.dtype, name="embedding")(
-                    images.astype(self.dtype))
+      raise ValueError(
+        f"Image size {images.shape[1:3]} is not divisible by patch size {p}."
+      )
+    x = nn.Conv(
+      self.width,
+      (p, p),
+      strides=(p, p),
+      padding="VALID",
+      dtype=self.dtype,
+      name="embedding",
+    )(images.astype(self.dtype))
     b, h, w, c = x.shape
     x = x.reshape(b, h * w, c) + self._posemb(h, w).astype(self.dtype)
     if self.pool == "token":
@@ -121,17 +140,24 @@ class ViT(nn.Module):
     intermediates = {}
     for i in range(self.depth):
       x = layers.EncoderBlock(
-          mlp_dim=self.mlp_dim, num_heads=self.num_heads, dropout=self.dropout,
-          dtype=self.dtype,
-          attention_implementation=self.attention_implementation,
-          gelu_approximate=self.gelu_approximate,
-          name=f"encoderblock_{i}")(x, train=train)
+        mlp_dim=self.mlp_dim,
+        num_heads=self.num_heads,
+        dropout=self.dropout,
+        dtype=self.dtype,
+        attention_implementation=self.attention_implementation,
+        gelu_approximate=self.gelu_approximate,
+        name=f"encoderblock_{i}",
+      )(x, train=train)
       intermediates[f"block{i:02d}"] = x
     x = nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
     x = x[:, 0] if self.pool == "token" else x.mean(axis=1)
     intermediates["pre_logits"] = x
     if not self.num_classes:
       return x, intermediates
-    logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,
-                      dtype=self.dtype, name="head")(x)
+    logits = nn.Dense(
+      self.num_classes,
+      kernel_init=nn.initializers.zeros,
+      dtype=self.dtype,
+      name="head",
+    )(x)
     return logits.astype(jnp.float32), intermediates

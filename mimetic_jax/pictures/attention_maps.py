@@ -14,22 +14,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mimetic_jax import diagnostics
-from mimetic_jax import tasks
+from mimetic_jax import diagnostics, tasks
 from mimetic_jax.errors import UserError
 from mimetic_jax.pictures import sources
 
 
 def _sow_attention_weights(next_fun, args, kwargs, context):
   """Asks every `nn.MultiHeadDotProductAttention` to sow its weights."""
-  if (isinstance(context.module, nn.MultiHeadDotProductAttention)
-      and context.method_name == "__call__"):
+  if (
+    isinstance(context.module, nn.MultiHeadDotProductAttention)
+    and context.method_name == "__call__"
+  ):
     kwargs = dict(kwargs, sow_weights=True)
   return next_fun(*args, **kwargs)
 
 
-def attention_weights(model: nn.Module, params: Any,
-                      inputs: jax.Array) -> dict[str, jax.Array]:
+def attention_weights(
+  model: nn.Module, params: Any, inputs: jax.Array
+) -> dict[str, jax.Array]:
   """Softmax attention weights of every attention layer of `model`.
 
   Uses Flax's own `sow_weights` of `nn.MultiHeadDotProductAttention`
@@ -49,8 +51,9 @@ def attention_weights(model: nn.Module, params: Any,
 
   def run(params, inputs):
     with nn.intercept_methods(_sow_attention_weights):
-      _, state = model.apply({"params": params}, inputs,
-                             mutable=["intermediates"])
+      _, state = model.apply(
+        {"params": params}, inputs, mutable=["intermediates"]
+      )
     return state["intermediates"]
 
   intermediates = jax.jit(run)(params, inputs)
@@ -58,7 +61,7 @@ def attention_weights(model: nn.Module, params: Any,
   for path, leaf in jax.tree_util.tree_flatten_with_path(intermediates)[0]:
     names = [str(getattr(p, "key", getattr(p, "idx", p))) for p in path]
     if "attention_weights" in names:
-      name = "/".join(names[:names.index("attention_weights")])
+      name = "/".join(names[: names.index("attention_weights")])
       found[name] = leaf.astype(jnp.float32)
   order = sorted(found, key=diagnostics.layer_sort_key)
   return {name: found[name] for name in order}
@@ -68,13 +71,15 @@ def load_image(path: str, size: int) -> np.ndarray:
   """`(size, size, 3)` float32 in [0, 1]: RGB, centre-cropped to a square
   and resized (bicubic) when needed."""
   import PIL.Image  # pylint: disable=g-import-not-at-top
+
   try:
     with PIL.Image.open(path) as image:
       image = image.convert("RGB")
   except (OSError, ValueError) as e:
     raise UserError(
-        f"Cannot read the image {path!r} ({e}). Pass a JPEG or PNG file with "
-        "--image.") from e
+      f"Cannot read the image {path!r} ({e}). Pass a JPEG or PNG file with "
+      "--image."
+    ) from e
   w, h = image.size
   side = min(w, h)
   left, top = (w - side) // 2, (h - side) // 2
@@ -96,14 +101,16 @@ class PatchAttention:
   from the patches in that layer (what mimetic init's identity-like
   `W_q W_k^T` does to a class token from the second layer on).
   """
+
   name: str
   weights: np.ndarray
   grid: tuple[int, int]
   class_token_self: np.ndarray | None = None
 
 
-def patch_attention(source: sources.Source,
-                    image: np.ndarray) -> list[PatchAttention]:
+def patch_attention(
+  source: sources.Source, image: np.ndarray
+) -> list[PatchAttention]:
   """Attention of every layer of a ViT source on one image.
 
   Args:
@@ -112,21 +119,27 @@ def patch_attention(source: sources.Source,
       config's `dataset.value_range` as the trainer does.
   """
   if source.config.task != "image":
-    raise UserError("Attention maps on an image need an image model "
-                    f"(task='image'); this source has task="
-                    f"{source.config.task!r}.")
+    raise UserError(
+      "Attention maps on an image need an image model "
+      f"(task='image'); this source has task="
+      f"{source.config.task!r}."
+    )
   p = source.model.patch_size
   grid = (image.shape[0] // p, image.shape[1] // p)
-  inputs = tasks.to_value_range(jnp.asarray(image)[None],
-                                source.config.dataset)
+  inputs = tasks.to_value_range(jnp.asarray(image)[None], source.config.dataset)
   weights = attention_weights(source.model, source.params, inputs)
   maps = []
   for name, w in weights.items():
     w = np.asarray(w[0])  # (heads, tokens, tokens).
     prefix = w.shape[-1] - grid[0] * grid[1]  # 1 with a class token.
-    maps.append(PatchAttention(
-        name, w[:, prefix:, prefix:], grid,
-        class_token_self=w[:, 0, 0] if prefix else None))
+    maps.append(
+      PatchAttention(
+        name,
+        w[:, prefix:, prefix:],
+        grid,
+        class_token_self=w[:, 0, 0] if prefix else None,
+      )
+    )
   return maps
 
 

@@ -21,6 +21,7 @@ from mimetic_jax.models import init as init_lib
 @dataclasses.dataclass(frozen=True)
 class Source:
   """A model and its params, and where they came from."""
+
   config: ml_collections.ConfigDict
   model: nn.Module
   params: Any
@@ -29,8 +30,12 @@ class Source:
   step: int | None = None  # Checkpoints only.
 
 
-def fresh_source(config: ml_collections.ConfigDict, *, init: str | None = None,
-                 seed: int | None = None) -> Source:
+def fresh_source(
+  config: ml_collections.ConfigDict,
+  *,
+  init: str | None = None,
+  seed: int | None = None,
+) -> Source:
   """The params the trainer would start from for `config`.
 
   Args:
@@ -51,27 +56,44 @@ def fresh_source(config: ml_collections.ConfigDict, *, init: str | None = None,
     byte = config.dataset.get("tokenizer", "byte") == "byte"
     info = DatasetInfo(vocab_size=256 if byte else config.dataset.vocab_size)
   model = factory.make_model(config, info)
-  params = jax.jit(lambda: init_lib.init_params(
-      config, model, factory.dummy_inputs(config, info), init=init,
-      seed=seed))()
-  return Source(config=config, model=model, params=params, init=init,
-                description=f"fresh init={init!r}, seed {seed}")
+  params = jax.jit(
+    lambda: init_lib.init_params(
+      config, model, factory.dummy_inputs(config, info), init=init, seed=seed
+    )
+  )()
+  return Source(
+    config=config,
+    model=model,
+    params=params,
+    init=init,
+    description=f"fresh init={init!r}, seed {seed}",
+  )
 
 
 def _workdir_hint(workdir: str) -> str:
-  return (f"Train into it with `python main.py --config configs/cifar10.py "
-          f"--workdir {workdir}` (or the config you mean), or draw a fresh "
-          "initialization instead with `python -m mimetic_jax.pictures "
-          "--config configs/cifar10.py --init mimetic --out DIR`.")
+  return (
+    f"Train into it with `python main.py --config configs/cifar10.py "
+    f"--workdir {workdir}` (or the config you mean), or draw a fresh "
+    "initialization instead with `python -m mimetic_jax.pictures "
+    "--config configs/cifar10.py --init mimetic --out DIR`."
+  )
 
 
 def workdir_source(workdir: str, step: int | None = None) -> Source:
   """The model and trained params of a trainer workdir (latest step unless
   `step` is given). The model is rebuilt from `config.json`, its number of
   classes (or vocabulary size) read from the checkpoint's params."""
-  trained = workdir_lib.load_model(workdir, step,
-                                   hint=_workdir_hint(workdir))
-  config, model, params, step = (trained.config, trained.model,
-                                 trained.params, trained.step)
-  return Source(config=config, model=model, params=params, step=step,
-                description=f"{os.path.abspath(workdir)}, step {step}")
+  trained = workdir_lib.load_model(workdir, step, hint=_workdir_hint(workdir))
+  config, model, params, step = (
+    trained.config,
+    trained.model,
+    trained.params,
+    trained.step,
+  )
+  return Source(
+    config=config,
+    model=model,
+    params=params,
+    step=step,
+    description=f"{os.path.abspath(workdir)}, step {step}",
+  )
