@@ -37,7 +37,7 @@ setuptools.setup(
     "numpy>=1.26",
   ],
   extras_require={
-    "test": ["pytest>=8.0"],
+    "test": ["pytest>=8.0", "pytest-xdist>=3.5"],
     # Cross-checks against PyTorch/timm (tests/test_reference.py); never
     # needed to train. torch 2.14.1 is the release tested here.
     "reference": ["torch>=2.14", "timm>=1.0.31"],

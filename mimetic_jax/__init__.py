@@ -9,10 +9,10 @@ from mimetic_jax.attention import (
   MimeticMultiHeadAttention,
   MimeticMultiHeadDotProductAttention,
 )
+from mimetic_jax.initializers import mimetic_init
 from mimetic_jax.mimetic import (
   attention_kernels,
   mimetic_factors,
-  mimetic_init,
   mimetic_params,
 )
 

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mimetic_jax import mimetic
+from mimetic_jax import initializers, mimetic
 
 # The kernels of the Linen layer being initialised, keyed by role; set only
 # while `MimeticMultiHeadDotProductAttention.__call__` initialises.
@@ -47,7 +47,7 @@ def _layer_kernel(rng, shape, dtype=jnp.float32):
   the projection being created (its module name is the role), or Flax's
   default initializer for a role whose pair is disabled and outside `init`
   (where Flax evaluates initializers abstractly to check param shapes)."""
-  role = mimetic.linen_module_being_initialised().name
+  role = initializers.linen_module_being_initialised().name
   kernels = _LAYER_KERNELS.get({})
   if role not in kernels:
     return nn.linear.default_kernel_init(rng, shape, dtype)

@@ -168,15 +168,16 @@ def test_lm_is_causal(posemb, tie):
   params = initialize(model, jax.random.key(1), tokens, init="mimetic")
   perturbations = model.init(jax.random.key(0), tokens)["perturbations"]
 
-  def position_output(perturbations, i):
-    logits, _ = model.apply(
-      {"params": params, "perturbations": perturbations}, tokens
-    )
-    return logits[0, i].sum()
+  @jax.jit
+  def token_gradients(perturbations):  # d logits[i] / d embeddings[j].
+    outputs = lambda p: model.apply(
+      {"params": params, "perturbations": p}, tokens
+    )[0][0].sum(-1)  # (length,): one output per position.
+    return jax.jacrev(outputs)(perturbations)["token_embeddings"]
 
-  for i in (0, 5, 11):
-    grads = jax.grad(position_output)(perturbations, i)["token_embeddings"]
-    per_position = np.abs(np.asarray(grads[0])).max(axis=-1)
+  grads = token_gradients(perturbations)  # (length, 1, length, width)
+  for i in range(tokens.shape[1]):
+    per_position = np.abs(np.asarray(grads[i, 0])).max(axis=-1)
     np.testing.assert_array_equal(per_position[i + 1 :], 0.0)
     assert (per_position[: i + 1] > 0).all()
 
