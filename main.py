@@ -35,14 +35,8 @@ def main(argv):
     # Progress goes to stdout; keep library INFO chatter (orbax writes a dozen
     # lines per checkpoint) out of the way unless asked for with -v 0.
     logging.set_verbosity(logging.WARNING)
-  # TensorFlow (used by tfds for input) must never grab an accelerator.
-  from mimetic_jax.data import hide_accelerators_from_tensorflow
-
-  hide_accelerators_from_tensorflow()
-  from mimetic_jax import (
-    metric_logging,  # After TF keeps off accelerators.
-    train,
-  )
+  # Imported here, after flag parsing, so that --help is instant.
+  from mimetic_jax import metric_logging, train
   from mimetic_jax import workdir as workdir_lib
 
   config = _CONFIG.value

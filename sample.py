@@ -33,9 +33,6 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  from mimetic_jax.data import hide_accelerators_from_tensorflow
-
-  hide_accelerators_from_tensorflow()
   import jax  # pylint: disable=g-import-not-at-top
 
   from mimetic_jax import sampling  # pylint: disable=g-import-not-at-top

@@ -258,10 +258,6 @@ def _open_workdir(workdir: pathlib.Path, config, meta: dict) -> None:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  # TensorFlow (tfds) must never grab an accelerator; before JAX starts.
-  from mimetic_jax.data import hide_accelerators_from_tensorflow  # pylint: disable=g-import-not-at-top
-
-  hide_accelerators_from_tensorflow()
   workdir = pathlib.Path(_WORKDIR.value)
   config = _CONFIG.value
   seeds = options.parse_seeds(_SEEDS.value)

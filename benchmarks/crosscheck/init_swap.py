@@ -54,9 +54,6 @@ def _parts(variant: str) -> list[str]:
 def main(argv):
   del argv
   variants = {v: _parts(v) for v in _VARIANTS.value.split(",") if v}
-  from mimetic_jax.data import hide_accelerators_from_tensorflow  # pylint: disable=g-import-not-at-top
-
-  hide_accelerators_from_tensorflow()
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top

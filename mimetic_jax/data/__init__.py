@@ -220,6 +220,7 @@ def load(
 ) -> Dataset:
   """This process's share of the dataset `config.task` / `config.dataset`
   describe (text tokenizers are trained and cached under `workdir`)."""
+  hide_accelerators_from_tensorflow()  # Before tfds imports TensorFlow.
   if config.task == "image":
     return _load_images(
       config, process_index=process_index, process_count=process_count
@@ -238,9 +239,9 @@ def hide_accelerators_from_tensorflow() -> None:
 
   TensorFlow is used here only to prepare tfds datasets and to stream with
   tf.data, on the host CPU; training on prepared in-memory data never imports
-  it. Every place that is about to use TensorFlow calls this first (it runs
-  once per process; later calls do nothing). Without TensorFlow installed it
-  does nothing.
+  it. `load` calls this first, as do the two modules that run TensorFlow
+  (`prepared`, `image_stream`) for callers that skip `load`; it runs once per
+  process. Without TensorFlow installed it does nothing.
   """
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # No CPU-feature notes.
   # TF prints a oneDNN banner twice at import unless this is set. Our TF
