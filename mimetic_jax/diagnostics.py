@@ -60,7 +60,7 @@ def _products(q, k, v, o) -> tuple[jax.Array, jax.Array]:
   return qk, vo
 
 
-def block_products(block) -> tuple[jax.Array, jax.Array]:
+def block_products(block: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
   """`(qk, vo)` of one attention block, stacked or not, boxed or not.
 
   Args:
@@ -100,7 +100,7 @@ def _layer_block(block, index: tuple[int, ...]):
   }
 
 
-def attention_products(params) -> dict[str, dict[str, jax.Array]]:
+def attention_products(params: Any) -> dict[str, dict[str, jax.Array]]:
   """Per attention layer, `{'qk': (heads, d, d), 'vo': (d, d)}` in float32.
 
   Args:
@@ -180,7 +180,7 @@ def _flatten(per_layer: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
   }
 
 
-def attention_stats(params) -> dict[str, float]:
+def attention_stats(params: Any) -> dict[str, float]:
   """`{'<layer>/qk_diag', '<layer>/qk_offdiag', '<layer>/vo_diag',
   '<layer>/vo_offdiag'}` for every attention layer of `params`.
 
@@ -189,7 +189,7 @@ def attention_stats(params) -> dict[str, float]:
   return _flatten(_stats_per_layer(params))
 
 
-def attention_summary(params) -> dict[str, float]:
+def attention_summary(params: Any) -> dict[str, float]:
   """`attention_stats` plus their means over layers (`attn_qk_diag`,
   `attn_qk_offdiag`, `attn_vo_diag`, `attn_vo_offdiag`)."""
   per_layer = _stats_per_layer(params)

@@ -9,12 +9,14 @@ for the eval and for the training log.
 
 import math
 import operator
+from typing import Any
 
 import jax
 
 from mimetic_jax import steps
 from mimetic_jax.data import DatasetInfo
 from mimetic_jax.feeds import Feed
+from mimetic_jax.steps import ApplyFn
 from mimetic_jax.tasks import Task
 
 
@@ -64,7 +66,7 @@ class Evaluator:
     mesh: jax.sharding.Mesh,
     *,
     task: Task,
-    apply_fn,
+    apply_fn: ApplyFn,
     feed: Feed,
     info: DatasetInfo,
     local_batch_size: int,
@@ -75,7 +77,7 @@ class Evaluator:
     self._feed = feed
     self._info = info
 
-  def __call__(self, params) -> dict[str, float]:
+  def __call__(self, params: Any) -> dict[str, float]:
     total = None
     for batch in self._feed.eval_batches():
       sums = self._sums(params, batch)

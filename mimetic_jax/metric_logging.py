@@ -9,6 +9,7 @@ with tags grouped by `tensorboard_tag` (`train/loss`, `eval/accuracy`,
 they are off, and the run says so once. Progress lines start with the time.
 """
 
+from collections.abc import Iterator
 import contextlib
 import json
 import math
@@ -132,7 +133,7 @@ class Throughput:
     self._rates = []  # items/s of each interval since the start.
 
   @contextlib.contextmanager
-  def excluded(self, pending: Any):
+  def excluded(self, pending: Any) -> Iterator[None]:
     """Leaves the time inside the block (an eval, a save) out of the rate.
 
     Waits first for `pending` (the train state): JAX dispatches steps

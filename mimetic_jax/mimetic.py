@@ -52,7 +52,7 @@ def sample_z(
   key: jax.Array,
   d: int,
   distribution: Distribution = "normal",
-  dtype=jnp.float32,
+  dtype: jnp.dtype = jnp.float32,
 ) -> jax.Array:
   """Draws a `(d, d)` matrix with i.i.d. zero-mean entries of variance `1/d`.
 
@@ -106,7 +106,7 @@ def qk_kernels(
   alpha: float,
   beta: float,
   distribution: Distribution = "normal",
-  dtype=jnp.float32,
+  dtype: jnp.dtype = jnp.float32,
 ) -> tuple[jax.Array, jax.Array]:
   """Query and key kernels, `(d, heads, head_dim)` each.
 
@@ -138,7 +138,7 @@ def vo_kernels(
   alpha: float,
   beta: float,
   distribution: Distribution = "normal",
-  dtype=jnp.float32,
+  dtype: jnp.dtype = jnp.float32,
 ) -> tuple[jax.Array, jax.Array]:
   """Value kernel `(d, heads, head_dim)` and out kernel `(heads, head_dim, d)`.
 
@@ -164,7 +164,7 @@ def attention_kernels(
   qk: Strength = PAPER_QK,
   vo: Strength = PAPER_VO,
   distribution: Distribution = "normal",
-  dtype=jnp.float32,
+  dtype: jnp.dtype = jnp.float32,
 ) -> dict[Role, jax.Array]:
   """The mimetic kernels of one attention layer, keyed by role.
 

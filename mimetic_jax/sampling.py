@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from mimetic_jax import workdir as workdir_lib
+from mimetic_jax.data import tokenizers
 from mimetic_jax.errors import UserError
 
 # (params, tokens int32 (batch, length)) -> logits float (batch, length, vocab).
@@ -178,11 +179,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
-def load_tokenizer(config: ml_collections.ConfigDict, workdir: str):
+def load_tokenizer(
+  config: ml_collections.ConfigDict, workdir: str
+) -> tokenizers.Tokenizer:
   """The run's tokenizer: bytes, or the SentencePiece model the trainer cached
   in `workdir` (`tokenizers.load_saved_tokenizer`; raises its UserError)."""
-  from mimetic_jax.data import tokenizers  # pylint: disable=g-import-not-at-top
-
   return tokenizers.load_saved_tokenizer(config.dataset, workdir)
 
 

@@ -32,14 +32,16 @@ from mimetic_jax.tasks import Batch, Task
 
 AXIS = "data"
 TrainState = train_state.TrainState
+# A param's path of names -> its gradient-norm group (see `group_norms`).
+GroupOf = Callable[[tuple[str, ...]], str]
+# `model.apply`: (variables, inputs) -> (logits, intermediates).
+ApplyFn = Callable[..., tuple[jax.Array, Any]]
 
 # Key streams derived from the run's seed with `fold_in`.
 _TRAIN_STREAM, _DATA_STREAM = 1, 2
 
 
-def group_norms(
-  tree: Any, group_of: Callable[[tuple[str, ...]], str]
-) -> dict[str, jax.Array]:
+def group_norms(tree: Any, group_of: GroupOf) -> dict[str, jax.Array]:
   """L2 norm of `tree`'s leaves per group; `group_of` maps a leaf's path of
   names (e.g. `('encoderblock_0', 'attention', 'query', 'kernel')`) to its
   group."""
@@ -56,7 +58,7 @@ def train_step(
   key: jax.Array,
   *,
   task: Task,
-  grad_groups: Callable[[tuple[str, ...]], str] | None = None,
+  grad_groups: GroupOf | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on this device's `batch`; gradients `pmean`-ed.
 
@@ -133,8 +135,8 @@ def train_step_in_memory(
   task: Task,
   steps_per_epoch: int,
   local_batch_size: int,
-  grad_groups=None,
-):
+  grad_groups: GroupOf | None = None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """`train_step` on a batch gathered from device-resident train data."""
   batch = sample_batch(
     train_data,
@@ -147,7 +149,12 @@ def train_step_in_memory(
 
 
 def eval_sums(
-  params: Any, eval_data: Batch, *, apply_fn, task: Task, local_batch_size: int
+  params: Any,
+  eval_data: Batch,
+  *,
+  apply_fn: ApplyFn,
+  task: Task,
+  local_batch_size: int,
 ) -> dict[str, jax.Array]:
   """Weighted sums of loss / correct / weight over this device's eval shard,
   `psum`-ed over devices. Padding examples carry weight 0."""
@@ -179,8 +186,12 @@ def eval_sums(
 
 
 def shard_map_over(
-  mesh: jax.sharding.Mesh, per_device_fn, in_specs, out_specs, donate_argnums=()
-):
+  mesh: jax.sharding.Mesh,
+  per_device_fn: Callable[..., Any],
+  in_specs: Any,
+  out_specs: Any,
+  donate_argnums: tuple[int, ...] = (),
+) -> Callable[..., Any]:
   """`jax.jit(jax.shard_map(per_device_fn))` with pmap semantics (see top)."""
   return jax.jit(
     jax.shard_map(
@@ -195,13 +206,13 @@ def shard_map_over(
 
 
 def compile_train_step(
-  mesh,
+  mesh: jax.sharding.Mesh,
   *,
   task: Task,
   steps_per_epoch: int | None,
   local_batch_size: int,
-  grad_groups=None,
-):
+  grad_groups: GroupOf | None = None,
+) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """`(state, data, key) -> (state, metrics)`; state is donated.
 
   `data` is sharded over the mesh on its leading axis. In memory
@@ -230,7 +241,13 @@ def compile_train_step(
   )
 
 
-def compile_eval(mesh, *, apply_fn, task: Task, local_batch_size: int):
+def compile_eval(
+  mesh: jax.sharding.Mesh,
+  *,
+  apply_fn: ApplyFn,
+  task: Task,
+  local_batch_size: int,
+) -> Callable[[Any, Batch], dict[str, jax.Array]]:
   """`(params, eval_data) -> sums` over the whole eval split."""
   fn = functools.partial(
     eval_sums, apply_fn=apply_fn, task=task, local_batch_size=local_batch_size

@@ -32,15 +32,20 @@ they are matched:
   tokens: timm's `global_pool='avg'` with `fc_norm=False`.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mimetic_jax.models import ViT
 from mimetic_jax.models.vit import posemb_sincos_2d
 
+if TYPE_CHECKING:  # torch and timm are imported lazily (the `reference` extra).
+  from timm.models.vision_transformer import VisionTransformer
 
-def timm_vit(model: ViT, image_size: int, in_chans: int = 3):
+
+def timm_vit(
+  model: ViT, image_size: int, in_chans: int = 3
+) -> "VisionTransformer":
   """timm's `VisionTransformer` with `model`'s architecture: timm's own
   initialization (see `load_params` to copy Flax weights in) except for the
   position embedding, which is `model`'s fixed 2-D sin-cos table and frozen."""

@@ -6,10 +6,11 @@ array_record, which `tfds.data_source` reads with random access and without
 TensorFlow, so training on prepared data works where TensorFlow is absent.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 import contextlib
 import logging
 import sys
+from typing import Any
 
 import tensorflow_datasets as tfds
 
@@ -50,7 +51,7 @@ class _DropCustomConfigWarning(logging.Filter):
 
 
 @contextlib.contextmanager
-def per_source_config():
+def per_source_config() -> Iterator[None]:
   """Silences tfds's "Using custom data configuration" warning while a
   builder is made: the folder builders (`ImageFolder`, `TextFolder`) make one
   config per source by design, so the warning would print on every run."""
@@ -65,7 +66,7 @@ def per_source_config():
 
 def data_source(
   builder: tfds.core.DatasetBuilder, split: tfds.typing.SplitArg, **kwargs
-):
+) -> Sequence[dict[str, Any]]:
   """`builder.as_data_source(split, **kwargs)`: random access to the
   prepared examples (a sequence of dicts of numpy values / bytes), no TF.
 

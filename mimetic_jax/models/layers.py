@@ -28,18 +28,18 @@ def posemb_sincos_1d(
 
 
 def dot_product_attention(
-  query,
-  key,
-  value,
-  bias=None,
-  mask=None,
+  query: jax.Array,
+  key: jax.Array,
+  value: jax.Array,
+  bias: jax.Array | None = None,
+  mask: jax.Array | None = None,
   *,
   dropout_rate: float = 0.0,
   deterministic: bool = True,
   module: nn.Module | None = None,
   implementation: str | None = None,
   **kwargs,
-):
+) -> jax.Array:
   """`attention_fn` for `nn.MultiHeadDotProductAttention`: softmax attention
   through `jax.nn.dot_product_attention` (cuDNN flash attention on NVIDIA
   GPUs where it applies, XLA elsewhere).
