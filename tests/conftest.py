@@ -72,3 +72,10 @@ def image_folder(tmp_path_factory) -> pathlib.Path:
           root / split / name / f"{i}.png"
         )
   return root
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+  """End-to-end tests (subprocesses) are slow tests too."""
+  for item in items:
+    if item.get_closest_marker("e2e"):
+      item.add_marker(pytest.mark.slow)

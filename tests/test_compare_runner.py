@@ -184,7 +184,7 @@ def comparison(image_folder, tmp_path_factory) -> types.SimpleNamespace:
   return stages
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_interrupted_comparison_saves_and_stops(comparison):
   code, output = comparison.interrupted
   assert code == 143, output
@@ -201,7 +201,7 @@ def test_interrupted_comparison_saves_and_stops(comparison):
   assert "Traceback" not in output
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_rerun_skips_finished_runs_and_resumes_the_interrupted_one(comparison):
   _, first = comparison.interrupted
   stopped = int(first.split("Received SIGTERM: saved step ")[1].split()[0])
@@ -226,7 +226,7 @@ def test_rerun_skips_finished_runs_and_resumes_the_interrupted_one(comparison):
     assert wall["wall_seconds"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_results_match_the_runs(comparison):
   workdir = comparison.workdir
   text = comparison.after_resumed["results.md"].decode()
@@ -282,7 +282,7 @@ def test_results_match_the_runs(comparison):
     assert config["learning_rate"] == 1e-3
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_rerun_of_a_finished_comparison_trains_nothing(comparison):
   result = comparison.rerun
   assert result.returncode == 0, result.stdout + result.stderr
@@ -293,7 +293,7 @@ def test_rerun_of_a_finished_comparison_trains_nothing(comparison):
   assert comparison.after_rerun == comparison.after_resumed
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_rerun_with_another_config_is_refused_before_training(comparison):
   result = comparison.refused
   assert result.returncode == 1
@@ -307,7 +307,7 @@ def test_rerun_with_another_config_is_refused_before_training(comparison):
   assert comparison.after_refused == comparison.after_resumed
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_report_only_rebuilds_the_report(comparison):
   result = comparison.report_only
   assert result.returncode == 0, result.stdout + result.stderr
@@ -322,7 +322,7 @@ def test_report_only_rebuilds_the_report(comparison):
   assert original.split("## Per init")[1] == rebuilt.split("## Per init")[1]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_failed_run_is_reported_and_the_exit_code_says_so(tmp_path):
   result = _compare(
     "--config",
@@ -359,7 +359,7 @@ def test_failed_run_is_reported_and_the_exit_code_says_so(tmp_path):
     (("--config.lerning_rate=1",), 'Did you mean "learning_rate"'),
   ],
 )
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_command_line_errors(args, message, tmp_path):
   result = _compare(
     "--config",
@@ -374,7 +374,7 @@ def test_command_line_errors(args, message, tmp_path):
   assert not (tmp_path / "comparison").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_config_is_required_unless_report_only(tmp_path):
   result = _compare("--workdir", str(tmp_path))
   assert result.returncode == 1
@@ -384,7 +384,7 @@ def test_config_is_required_unless_report_only(tmp_path):
   assert "No runs to report" in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_language_model_comparison(tinyshakespeare_dir, tmp_path):
   """Two smoke runs on Tiny Shakespeare: judged by eval bits per byte."""
   workdir = tmp_path / "comparison"

@@ -184,6 +184,7 @@ def test_torch_mimetic_init_is_the_papers_construction():
   assert abs(np.mean(qk_diagonals) - 0.40) < 0.03
 
 
+@pytest.mark.slow
 def test_group_names_agree_between_frameworks():
   model = ViT(
     num_classes=10, patch_size=4, width=48, depth=2, mlp_dim=96, num_heads=3
@@ -226,7 +227,7 @@ def _crosscheck(workdir, *flags):
   )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_command_end_to_end_resumes_and_refuses_another_config(
   tmp_path, image_folder
 ):

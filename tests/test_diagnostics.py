@@ -115,6 +115,7 @@ def test_summary_is_layer_stats_of_the_products_and_their_means():
   assert diagnostics.mean_over_layers([]) == {}
 
 
+@pytest.mark.slow
 def test_scan_stacked_layers_are_split_per_layer():
   layers = 3
   params = init(ScannedModel(layers))

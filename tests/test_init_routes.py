@@ -409,6 +409,7 @@ def test_readme_has_linen_and_nnx_examples():
     assert name in code
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(readme_python_blocks())))
 def test_readme_python_example_runs(index):
   exec(

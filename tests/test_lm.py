@@ -82,7 +82,7 @@ def shakespeare_run(tmp_path_factory, tinyshakespeare_dir):
 # --------------------------------------------------------- end to end ---
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_smoke_trains_evaluates_and_checkpoints(shakespeare_run):
   workdir, _, stdout = shakespeare_run
   assert "Initialized TransformerLM" in stdout
@@ -113,7 +113,7 @@ def test_smoke_trains_evaluates_and_checkpoints(shakespeare_run):
   assert json.loads((workdir / "final_metrics.json").read_text())["step"] == 12
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_sample_script_continues_the_prompt(shakespeare_run):
   workdir, _, _ = shakespeare_run
   stdout = _run(
@@ -139,7 +139,7 @@ def test_sample_script_continues_the_prompt(shakespeare_run):
   assert again == stdout  # Same seed, same text.
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_rerun_resumes_from_the_checkpoint(
   shakespeare_run, tinyshakespeare_dir
 ):
@@ -158,7 +158,7 @@ def test_rerun_resumes_from_the_checkpoint(
   assert (workdir / "checkpoints" / "16").is_dir()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_wikitext_smoke_with_sentencepiece_and_sampling(
   tmp_path, wikitext2_dir
 ):

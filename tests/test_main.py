@@ -95,7 +95,7 @@ def finished_run(tiny_args, tmp_path_factory):
   return workdir, _run(workdir, *tiny_args)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_run_trains_evaluates_logs_and_checkpoints(finished_run):
   workdir, result = finished_run
   assert "step 16/16" in result.stdout and "ETA" in result.stdout
@@ -139,7 +139,7 @@ def test_run_trains_evaluates_logs_and_checkpoints(finished_run):
   assert list((workdir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_log_of_a_run_that_prepares_data_is_clean(image_folder, tmp_path):
   """What a log file gets (stderr is not a terminal here) while tfds prepares
   the folder: no TF oneDNN banner, no tfds warning about the per-source
@@ -158,7 +158,7 @@ def test_log_of_a_run_that_prepares_data_is_clean(image_folder, tmp_path):
   assert "\x1b[" not in log and "\r" not in log
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_rerun_resumes_instead_of_retraining(finished_run, tiny_args):
   workdir, _ = finished_run
   before = [r for r in _records(workdir) if "train_loss" in r]
@@ -168,7 +168,7 @@ def test_rerun_resumes_instead_of_retraining(finished_run, tiny_args):
   assert after == before  # No step was trained again.
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_streamed_run_trains_evaluates_and_resumes(tiny_args, tmp_path):
   """`dataset.in_memory=False` (the ImageNet path): host-side tf.data batches
   (random-resized crop + flip) through the same step, eval over the whole
@@ -199,7 +199,7 @@ def test_streamed_run_trains_evaluates_and_resumes(tiny_args, tmp_path):
   )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_preempted_run_resumes_to_identical_params(
   finished_run, tiny_args, tmp_path
 ):
@@ -233,7 +233,7 @@ def test_preempted_run_resumes_to_identical_params(
   jax.tree.map(np.testing.assert_array_equal, resumed, reference)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_real_cifar10_smoke_run(cifar10_archive, tmp_path):
   result = _run(
     tmp_path / "run",
@@ -360,7 +360,7 @@ def test_mimetic_strength_must_be_a_pair():
   assert parse_strength((0.7, -0.7), "mimetic.qk") == (0.7, -0.7)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_batch_larger_than_training_set_is_rejected(image_folder, tmp_path):
   result = _run(
     tmp_path,
@@ -374,7 +374,7 @@ def test_batch_larger_than_training_set_is_rejected(image_folder, tmp_path):
   assert "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_command_line_errors(tmp_path):
   typo = _run(tmp_path, "--config.lerning_rate=1", check=False)
   assert typo.returncode != 0 and "Traceback" not in typo.stderr

@@ -111,6 +111,7 @@ def test_qk_kernels_are_rank_head_dim_truncations_with_fresh_z_per_head():
       assert np.abs(products[a] - products[b]).max() > 0.1
 
 
+@pytest.mark.slow
 def test_diagonal_statistics_match_numpy_reference_for_vit_tiny():
   d, heads = 192, 3
   draws = 6
@@ -227,6 +228,7 @@ def assert_mimetic_block(block, vo_beta=-0.4):
     np.testing.assert_array_equal(block[role]["bias"], 0.0)
 
 
+@pytest.mark.slow
 def test_user_model_of_plain_flax_attention():
   params = init_params(UserModel())
   new = mimetic_params(jax.random.key(1), params)
@@ -255,6 +257,7 @@ def test_different_layers_and_heads_get_different_draws():
       assert np.abs(heads[a] - heads[b]).max() > 0.1
 
 
+@pytest.mark.slow
 def test_same_key_same_result_and_other_key_other_result():
   params = init_params(UserModel())
   a = mimetic_params(jax.random.key(5), params)

@@ -74,10 +74,13 @@ def test_vit_forward_is_finite_with_expected_shapes(pool, posemb):
     dropout=0.1,
   )
   images = jax.random.uniform(jax.random.key(0), (3, 16, 16, 3))
-  params = initialize(model, jax.random.key(1), images, init="mimetic")
-  logits, inter = model.apply(
-    {"params": params}, images, train=True, rngs={"dropout": jax.random.key(2)}
-  )
+  init = lambda x: initialize(model, jax.random.key(1), x, init="mimetic")
+  params = jax.jit(init)(images)
+  logits, inter = jax.jit(
+    lambda p, x: model.apply(
+      {"params": p}, x, train=True, rngs={"dropout": jax.random.key(2)}
+    )
+  )(params, images)
   assert logits.shape == (3, 7) and logits.dtype == jnp.float32
   assert inter["block01"].shape == (3, 16 + (pool == "token"), 32)
   assert np.isfinite(logits).all()
@@ -85,6 +88,7 @@ def test_vit_forward_is_finite_with_expected_shapes(pool, posemb):
   np.testing.assert_array_equal(model.apply({"params": params}, images)[0], 0)
 
 
+@pytest.mark.slow
 def test_vit_bfloat16_compute_keeps_float32_params():
   model = ViT(
     num_classes=3,
@@ -121,6 +125,7 @@ def test_posemb_sincos_2d_matches_formula():
   )
 
 
+@pytest.mark.slow
 def test_init_schemes_change_only_what_they_should():
   model = ViT(
     num_classes=3, patch_size=4, width=32, depth=2, mlp_dim=64, num_heads=2
@@ -160,6 +165,7 @@ def small_lm(**kwargs):
   return TransformerLM(**{**defaults, **kwargs})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("posemb,tie", [("learn", True), ("sincos", False)])
 def test_lm_is_causal(posemb, tie):
   """d logits[i] / d embeddings[j] == 0 for every j > i, nonzero for j <= i."""
@@ -182,6 +188,7 @@ def test_lm_is_causal(posemb, tie):
     assert (per_position[: i + 1] > 0).all()
 
 
+@pytest.mark.slow
 def test_lm_forward_shapes_and_length_error():
   model = small_lm()
   tokens = jnp.zeros((2, 16), jnp.int32)
@@ -204,6 +211,7 @@ def _softmax_attention_reference(q, k, v, mask):
   return np.einsum("bnts,bsnh->btnh", weights, v)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_fn_matches_softmax_attention(causal):
   """`layers.dot_product_attention` (jax.nn.dot_product_attention) against a
@@ -223,6 +231,7 @@ def test_attention_fn_matches_softmax_attention(causal):
   )
 
 
+@pytest.mark.slow
 def test_vit_with_jax_attention_equals_flax_attention(monkeypatch):
   """The whole ViT forward pass is unchanged by the attention function."""
   import flax.linen as nn  # pylint: disable=g-import-not-at-top

@@ -73,6 +73,7 @@ def test_load_image_crops_resizes_and_scales(image):
   assert image.min() >= 0.0 and image.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_fresh_init_pictures(fresh, image, tmp_path):
   written = make.make_pictures(
     fresh["mimetic"], str(tmp_path), image=image, cell_px=CELL
@@ -153,6 +154,7 @@ def test_per_head_attention_and_full_products(fresh, image, tmp_path):
     figures.plot_attention(image, maps, str(tmp_path / "b.png"), query=patches)
 
 
+@pytest.mark.slow
 def test_attention_weights_match_an_independent_computation(fresh, image):
   """Sown weights equal softmax(q k^T / sqrt(head_dim)) recomputed in numpy
   from the block's LayerNorm output and query/key params."""
@@ -302,6 +304,7 @@ def workdir(tmp_path_factory):
   return root, saved
 
 
+@pytest.mark.slow
 def test_workdir_source_restores_params_only(workdir):
   root, saved = workdir
   assert checkpointing.checkpoint_steps(str(root)) == [3, 7]
@@ -314,6 +317,7 @@ def test_workdir_source_restores_params_only(workdir):
   jax.tree.map(np.testing.assert_array_equal, earlier.params, saved[3])
 
 
+@pytest.mark.slow
 def test_checkpoint_pictures(workdir, image, tmp_path):
   root, _ = workdir
   source = sources.workdir_source(str(root))
@@ -330,6 +334,7 @@ def test_checkpoint_pictures(workdir, image, tmp_path):
   assert str(root) in summary["source"]
 
 
+@pytest.mark.slow
 def test_workdir_errors(workdir, tmp_path):
   with pytest.raises(UserError, match="is not a trainer workdir"):
     sources.workdir_source(str(tmp_path))
@@ -388,7 +393,7 @@ def run_cli(*args) -> subprocess.CompletedProcess:
   )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_cli_fresh_init(image_path, tmp_path):
   result = run_cli(
     "--config",
@@ -414,7 +419,7 @@ def test_cli_fresh_init(image_path, tmp_path):
   assert png_size(tmp_path / "qk.png") == (HEADS * CELL, DEPTH * CELL)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_cli_errors_are_one_paragraph(tmp_path):
   empty = tmp_path / "empty"
   empty.mkdir()

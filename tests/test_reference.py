@@ -45,6 +45,9 @@ torch = pytest.importorskip(
 pytest.importorskip("timm", reason="needs timm: pip install -e '.[reference]'")
 from mimetic_jax import timm_port  # noqa: E402 (after the triton stub / importorskip)
 
+# Imports torch and timm and builds ViTs of width 192: seconds per test.
+pytestmark = pytest.mark.slow
+
 NUM_IMAGES = 8
 TOLERANCE = 1e-4
 

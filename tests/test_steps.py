@@ -95,6 +95,7 @@ def test_eight_devices_are_visible():
   assert jax.device_count() == 8, "conftest should force 8 CPU devices"
 
 
+@pytest.mark.slow
 def test_shard_map_and_pmap_match_single_device_update(task, model_and_batch):
   state, batch = model_and_batch
   single, single_metrics = run_shard_map(state, batch, task, 1)
@@ -156,6 +157,7 @@ def test_sampling_visits_each_example_once_per_epoch():
   assert not np.array_equal(epochs[0], epochs[1])  # Reshuffled.
 
 
+@pytest.mark.slow
 def test_padded_eval_scores_every_example_exactly_once(task, model_and_batch):
   state, _ = model_and_batch
   rng = np.random.default_rng(1)

@@ -17,7 +17,7 @@ import pytest
 
 from mimetic_jax.data import image_source, text
 
-pytestmark = pytest.mark.slow  # Runs main.py in subprocesses.
+pytestmark = pytest.mark.e2e  # Runs main.py in subprocesses.
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
