@@ -49,10 +49,10 @@ trap 'rm -rf "$tfds_dir"' EXIT
 prepared=$("$python" - "$cifar10_jpeg" "$tfds_dir" <<'PY'
 import sys
 import ml_collections
-from mimetic_jax.data import images
+from mimetic_jax.data import image_source
 config = ml_collections.ConfigDict(dict(
     name="", path=sys.argv[1], data_dir=sys.argv[2]))
-print(images.get_builder(config).data_path)
+print(image_source.get_builder(config).data_path)
 PY
 )
 prepared=$(tail -n 1 <<<"$prepared")
