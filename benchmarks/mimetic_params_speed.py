@@ -1,15 +1,18 @@
 """How long `mimetic_params` takes on real model shapes.
 
     python benchmarks/mimetic_params_speed.py [--models vit_ti2,vit_b16,lm_2048]
-    python benchmarks/mimetic_params_speed.py --models lm_2048_1layer
+    python benchmarks/mimetic_params_speed.py --models lm_2048_1layer \
+        --methods exact,randomized
 
-For each model: builds its params tree (zeros of the real shapes: the values
-do not matter to the cost, which is one SVD per head per layer for QK and one
-per layer for VO), then times `jax.jit(mimetic_params)`: the first call
-(compile + run) and the mean of later calls (run only).
+For each model and method: builds its params tree (zeros of the real shapes:
+the values do not matter to the cost, which is one factorization per head
+per layer for QK and one per layer for VO), then times
+`jax.jit(mimetic_params)`: the first call (compile + run) and the mean of
+later calls (run only).
 """
 
 import argparse
+import functools
 import time
 
 import jax
@@ -44,12 +47,12 @@ MODELS = {
 }
 
 
-def time_model(name: str, repeats: int) -> None:
+def time_model(name: str, method: str, repeats: int) -> None:
   make_model, inputs = MODELS[name]
   shapes = jax.eval_shape(make_model().init, jax.random.key(0), inputs)
   params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["params"])
   num = sum(x.size for x in jax.tree.leaves(params))
-  transform = jax.jit(mimetic_params)
+  transform = jax.jit(functools.partial(mimetic_params, method=method))
   start = time.perf_counter()
   jax.block_until_ready(transform(jax.random.key(0), params))
   first = time.perf_counter() - start
@@ -58,7 +61,8 @@ def time_model(name: str, repeats: int) -> None:
     jax.block_until_ready(transform(jax.random.key(i + 1), params))
   steady = (time.perf_counter() - start) / repeats
   print(
-    f"{name:14s} params={num / 1e6:8.1f}M  first call (compile+run) "
+    f"{name:14s} {method:10s} params={num / 1e6:8.1f}M  first call "
+    "(compile+run) "
     f"{first:7.2f} s  steady {steady:7.2f} s  [{jax.devices()[0]}]",
     flush=True,
   )
@@ -71,10 +75,14 @@ def main():
     default="vit_ti2,vit_b16,lm_2048",
     help=f"comma-separated, from {sorted(MODELS)}",
   )
+  parser.add_argument(
+    "--methods", default="exact", help="comma-separated: exact, randomized"
+  )
   parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
   for name in args.models.split(","):
-    time_model(name, args.repeats)
+    for method in args.methods.split(","):
+      time_model(name, method, args.repeats)
 
 
 if __name__ == "__main__":

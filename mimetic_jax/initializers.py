@@ -21,6 +21,7 @@ from mimetic_jax.mimetic import (
   PAPER_VO,
   ROLES,
   Distribution,
+  Method,
   Role,
   Strength,
   attention_kernels,
@@ -35,6 +36,7 @@ def mimetic_init(
   qk: Strength = PAPER_QK,
   vo: Strength = PAPER_VO,
   distribution: Distribution = "normal",
+  method: Method = "exact",
   fallback: Callable | None = None,
 ) -> Callable:
   """A Flax kernel initializer for one role of a mimetic attention layer.
@@ -53,8 +55,8 @@ def mimetic_init(
       flattened 2-D shape (`(d, heads * head_dim)`, or `(heads * head_dim, d)`
       for 'out'), so the head split must be given; 3-D shapes
       (`(d, heads, head_dim)` / `(heads, head_dim, d)`) must agree with it.
-    qk, vo, distribution: as in `mimetic_params`. A role whose pair is `None`
-      uses `fallback` (default `nn.initializers.lecun_normal()`).
+    qk, vo, distribution, method: as in `mimetic_params`. A role whose pair
+      is `None` uses `fallback` (default `nn.initializers.lecun_normal()`).
 
   Returns:
     `init(unused_key, shape, dtype) -> kernel` for `kernel_init=`.
@@ -106,6 +108,7 @@ def mimetic_init(
       qk=qk if role in ("query", "key") else None,
       vo=vo if role in ("value", "out") else None,
       distribution=distribution,
+      method=method,
       dtype=dtype,
     )
     return kernels[role].reshape(shape)

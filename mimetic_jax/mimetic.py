@@ -39,9 +39,16 @@ import zlib
 import jax
 import jax.numpy as jnp
 
+from mimetic_jax import low_rank
+
 Distribution = Literal["normal", "uniform"]
 Strength = tuple[float, float] | None  # (alpha, signed beta); None = untouched.
 Role = Literal["query", "key", "value", "out"]
+# How the QK factors are computed: `exact` (the best rank-head_dim
+# approximation) or `randomized` (a randomized range finder; see
+# `low_rank.randomized_top_factors`). VO factors are always exact.
+Method = Literal["exact", "randomized"]
+METHODS: tuple[Method, ...] = ("exact", "randomized")
 
 ROLES: tuple[Role, ...] = ("query", "key", "value", "out")
 PAPER_QK: tuple[float, float] = (0.7, 0.7)
@@ -92,9 +99,7 @@ def mimetic_factors(
   if not 1 <= rank <= d:
     raise ValueError(f"rank must be in [1, {d}]; got {rank}.")
   target = alpha * z + beta * jnp.eye(d, dtype=z.dtype)
-  u, s, vt = jnp.linalg.svd(target, full_matrices=False)
-  sqrt_s = jnp.sqrt(s[:rank])
-  return u[:, :rank] * sqrt_s, vt[:rank].T * sqrt_s
+  return low_rank.exact_top_factors(target, rank)
 
 
 def qk_kernels(
@@ -106,22 +111,30 @@ def qk_kernels(
   alpha: float,
   beta: float,
   distribution: Distribution = "normal",
+  method: Method = "exact",
   dtype: jnp.dtype = jnp.float32,
 ) -> tuple[jax.Array, jax.Array]:
   """Query and key kernels, `(d, heads, head_dim)` each.
 
   Every head gets its own `Z`; `W_q^h (W_k^h)^T` is the best rank-`head_dim`
-  approximation of `alpha * Z_h + beta * I`.
+  approximation of `alpha * Z_h + beta * I` (`method='exact'`), or a
+  randomized approximation of it (`'randomized'`, same `Z`).
   """
+  if method not in METHODS:
+    raise ValueError(f"method={method!r} is not one of {METHODS}.")
 
   def one_head(head_key):
     z = sample_z(head_key, d, distribution, jnp.float32)
-    return mimetic_factors(z, alpha=alpha, beta=beta, rank=head_dim)
+    if method == "exact":
+      return mimetic_factors(z, alpha=alpha, beta=beta, rank=head_dim)
+    target = alpha * z + beta * jnp.eye(d, dtype=z.dtype)
+    sketch_key = jax.random.fold_in(head_key, 1)
+    return low_rank.randomized_top_factors(target, head_dim, sketch_key)
 
-  # lax.map, not vmap: one (d, d) SVD at a time. That bounds memory (an LM of
-  # width 2048 has 16 heads per layer) and avoids jaxlib's batched CPU SVD,
-  # which deadlocks when several host devices run it at once (jaxlib 0.10,
-  # XLA_FLAGS=--xla_force_host_platform_device_count=8).
+  # lax.map, not vmap: one (d, d) factorization at a time. That bounds
+  # memory (an LM of width 2048 has 16 heads per layer) and avoids jaxlib's
+  # batched CPU linear algebra, which deadlocks when several host devices
+  # run it at once (jaxlib 0.10, --xla_force_host_platform_device_count=8).
   q, k = jax.lax.map(one_head, jax.random.split(key, heads))  # (h, d, hd).
   return (
     q.transpose(1, 0, 2).astype(dtype),
@@ -164,13 +177,15 @@ def attention_kernels(
   qk: Strength = PAPER_QK,
   vo: Strength = PAPER_VO,
   distribution: Distribution = "normal",
+  method: Method = "exact",
   dtype: jnp.dtype = jnp.float32,
 ) -> dict[Role, jax.Array]:
   """The mimetic kernels of one attention layer, keyed by role.
 
   `key` is split into independent QK and VO keys; a pair set to `None` is
   left out of the result. Shapes: query/key/value `(d, heads, head_dim)`,
-  out `(heads, head_dim, d)`.
+  out `(heads, head_dim, d)`. `method` applies to the QK factors (see
+  `qk_kernels`); the VO product is always exact.
   """
   _check_dims(d, heads, head_dim, vo is not None)
   qk_key, vo_key = jax.random.split(key)
@@ -184,6 +199,7 @@ def attention_kernels(
       alpha=qk[0],
       beta=qk[1],
       distribution=distribution,
+      method=method,
       dtype=dtype,
     )
   if vo is not None:
@@ -315,6 +331,7 @@ def mimetic_params(
   qk: Strength = PAPER_QK,
   vo: Strength = PAPER_VO,
   distribution: Distribution = "normal",
+  method: Method = "exact",
 ) -> Any:
   """Returns `params` with every self-attention block mimetically initialised.
 
@@ -337,6 +354,10 @@ def mimetic_params(
     vo: `(alpha, beta)` for `W_v W_o = alpha Z + beta I` per layer (beta is
       signed: the paper uses -0.4), or `None` to leave value/out untouched.
     distribution: `normal` (default) or `uniform` noise, both variance 1/d.
+    method: `exact` (default): each head's QK product is the best
+      rank-`head_dim` approximation of its target; `randomized`: a randomized
+      range finder approximates it (same `Z`, a fraction of the cost for wide
+      models on a CPU; its error is bounded in tests/test_mimetic.py).
 
   `heads * head_dim != d`: QK factors are always rank `head_dim` per head;
   VO factors are the best rank-`heads * head_dim` approximation when
@@ -375,6 +396,7 @@ def mimetic_params(
       qk=qk,
       vo=vo,
       distribution=distribution,
+      method=method,
       dtype=dtype,
     )
     block_key = _block_key(key, path)

@@ -111,6 +111,66 @@ def test_qk_kernels_are_rank_head_dim_truncations_with_fresh_z_per_head():
       assert np.abs(products[a] - products[b]).max() > 0.1
 
 
+@pytest.mark.parametrize(
+  "d, heads, max_deviation, max_excess, max_diag_shift",
+  [
+    (192, 3, 0.05, 1.001, 0.002),
+    pytest.param(768, 12, 0.75, 1.01, 0.01, marks=pytest.mark.slow),
+  ],
+)
+def test_randomized_qk_factors_are_near_the_exact_truncation(
+  d, heads, max_deviation, max_excess, max_diag_shift
+):
+  """`method='randomized'` against the exact rank-k truncation of the same
+  target (float64 numpy SVD), per head, at ViT-Ti and ViT-B widths:
+
+  * deviation: |P - A_k|_F / |A_k|_F. Small at ViT-Ti's head_dim/d = 1/3;
+    at ViT-B's 1/12 the spectrum of 0.7 Z + 0.7 I has no gap at k, so the
+    randomized subspace differs from the top-k one although it approximates
+    A about as well:
+  * excess: |A - P|_F / |A - A_k|_F (1 = optimal);
+  * the statistic mimetic init is about: the mean QK diagonal.
+  """
+  head_dim = d // heads
+  key = jax.random.key(5)
+  q, k = mimetic.qk_kernels(
+    key, d, heads, head_dim, alpha=0.7, beta=0.7, method="randomized"
+  )
+  for h, head_key in enumerate(jax.random.split(key, heads)[:2]):
+    z = np.asarray(mimetic.sample_z(head_key, d))  # The same Z as exact.
+    target, u, s, v = reference_factors(z, 0.7, 0.7, head_dim)
+    best = (u * s) @ v.T
+    product = np.asarray(q[:, h], np.float64) @ np.asarray(k[:, h]).T
+    assert np.linalg.matrix_rank(product, tol=1e-4) == head_dim
+    deviation = np.linalg.norm(product - best) / np.linalg.norm(best)
+    excess = np.linalg.norm(target - product) / np.linalg.norm(target - best)
+    assert deviation < max_deviation, deviation
+    assert 1.0 - 1e-6 < excess < max_excess, excess
+    assert abs(np.diag(product).mean() - np.diag(best).mean()) < max_diag_shift
+
+
+def test_method_reaches_every_route_and_is_checked():
+  params = init_params(UserModel())
+  exact = mimetic_params(jax.random.key(0), params)
+  randomized = mimetic_params(jax.random.key(0), params, method="randomized")
+  kernel = lambda p, role: np.asarray(p["attn0"][role]["kernel"])
+  # VO is always exact: the same draw; QK differs (another factorization).
+  np.testing.assert_array_equal(
+    kernel(exact, "value"), kernel(randomized, "value")
+  )
+  assert np.abs(kernel(exact, "query") - kernel(randomized, "query")).max() > 0
+  assert_mimetic_block(randomized["attn0"])
+  init = mimetic_init(jax.random.key(1), "query", HEADS, method="randomized")
+  np.testing.assert_array_equal(
+    init(None, (D, HEADS, D // HEADS)),
+    mimetic.attention_kernels(
+      jax.random.key(1), D, HEADS, D // HEADS, vo=None, method="randomized"
+    )["query"],
+  )
+  with pytest.raises(ValueError, match="method='svd' is not one of"):
+    mimetic_params(jax.random.key(0), params, method="svd")
+
+
 @pytest.mark.slow
 def test_diagonal_statistics_match_numpy_reference_for_vit_tiny():
   d, heads = 192, 3
