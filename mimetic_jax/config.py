@@ -12,6 +12,28 @@ from mimetic_jax.models.factory import TASKS, vit_architecture
 from mimetic_jax.models.init import INITS, mimetic_strengths
 
 
+def _check_architecture(config: ml_collections.ConfigDict) -> None:
+  """Heads that split the width; for a ViT, patches that tile the image."""
+  if config.task == "image":
+    arch = vit_architecture(config.model)
+    size, patch = config.dataset.image_size, arch["patch_size"]
+    if patch <= 0 or size % patch:
+      raise UserError(
+        f"The patch size {patch} (model.patch_size, or model.variant="
+        f"{config.model.variant!r}) does not tile dataset.image_size={size}: "
+        "the ViT cuts the image into whole patches. Pick a patch size that "
+        f"divides {size}, or resize the images (dataset.image_size)."
+      )
+  else:
+    arch = dict(width=config.model.width, num_heads=config.model.num_heads)
+  width, heads = arch["width"], arch["num_heads"]
+  if heads <= 0 or width <= 0 or width % heads:
+    raise UserError(
+      f"model.num_heads={heads} must divide model.width={width} (each head "
+      "gets width / num_heads channels)."
+    )
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Cheap checks that fail before any data is loaded or compiled."""
   devices = jax.device_count()
@@ -27,8 +49,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"task={config.task!r} is not one of {TASKS}; start "
       "from a config in configs/."
     )
-  if config.task == "image":
-    vit_architecture(config.model)
+  _check_architecture(config)
   for name in ("batch_size", "eval_batch_size"):
     size = config[name]
     if size <= 0 or size % devices:
@@ -38,7 +59,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f" ...), so that each gets the same share. Use e.g. --config."
         f"{name}={max(devices, size // devices * devices or devices)}."
       )
-  if config.total_steps <= 0 and config.num_epochs <= 0:
+  if config.total_steps < 0 or config.num_epochs < 0:
+    raise UserError(
+      f"total_steps={config.total_steps} and num_epochs={config.num_epochs} "
+      "must not be negative: total_steps > 0 sets the run's length in "
+      "steps, else num_epochs > 0 sets it in epochs."
+    )
+  if config.total_steps == 0 and config.num_epochs == 0:
     raise UserError("Set num_epochs > 0 or total_steps > 0.")
   if config.adam_eps <= 0:
     raise UserError(

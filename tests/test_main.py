@@ -337,6 +337,9 @@ def _smoke(**overrides) -> ml_collections.ConfigDict:
       "model.attention='flash' must be 'auto'",
     ),
     (dict(model=dict(variant="Huge/3")), "model.variant='Huge/3'"),
+    (dict(total_steps=-5), "must not be negative"),
+    (dict(model=dict(patch_size=5)), "patch size 5 .* does not tile"),
+    (dict(model=dict(num_heads=5)), "num_heads=5 must divide model.width=32"),
     (dict(task="segmentation"), "task='segmentation' is not one of"),
   ],
 )
