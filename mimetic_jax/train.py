@@ -36,6 +36,8 @@ from mimetic_jax.errors import UserError
 from mimetic_jax.models import factory
 from mimetic_jax.models import init as init_lib
 
+FINAL_METRICS = "final_metrics.json"
+
 
 def _warn_if_warmup_covers_run(
   config, total_steps, warmup_steps, steps_per_epoch, log
@@ -48,6 +50,16 @@ def _warn_if_warmup_covers_run(
       f"{config.learning_rate}. For a short run set e.g. --config."
       f"warmup_epochs={0.1 * total_steps / steps_per_epoch:.3g}."
     )
+
+
+def _finished_metrics(workdir: str, step: int) -> dict[str, float] | None:
+  """The final metrics a finished run wrote at `step`, if it did."""
+  path = os.path.join(workdir, FINAL_METRICS)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    metrics = json.load(f)
+  return metrics if metrics.get("step") == step else None
 
 
 def train_and_evaluate(
@@ -125,6 +137,16 @@ def train_and_evaluate(
     )
 
   step = int(state.step)
+  finished = _finished_metrics(workdir, step)
+  if step >= total_steps and finished is not None:
+    log(
+      f"Already finished: {workdir} holds the final checkpoint (step {step}"
+      f" of {total_steps}) and final_metrics.json; nothing to train. To "
+      "train longer, raise --config.total_steps (or num_epochs); to start "
+      "over, use another --workdir."
+    )
+    ckpt.close()
+    return finished
   key = jax.random.key(config.seed)
   start = time.perf_counter()
   train_step = feed.compile_train_step(task, state, key)
@@ -224,6 +246,6 @@ def train_and_evaluate(
   ckpt.close()
   writer.close()
   if is_main:
-    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+    with open(os.path.join(workdir, FINAL_METRICS), "w") as f:
       json.dump({"step": step, **eval_metrics}, f, indent=2)
   return eval_metrics
