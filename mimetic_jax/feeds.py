@@ -82,9 +82,8 @@ class InMemoryFeed:
     num_local_devices = jax.local_device_count()
     self._local_batch = config.batch_size // jax.device_count()
     self._local_eval_batch = config.eval_batch_size // jax.device_count()
-    per_device = len(dataset.train[next(iter(dataset.train))]) // (
-      num_local_devices
-    )
+    num_local = len(next(iter(dataset.train.values())))
+    per_device = num_local // num_local_devices
     _check_train_size(per_device, self._local_batch)
     self.steps_per_epoch = per_device // self._local_batch
     self._mesh = mesh

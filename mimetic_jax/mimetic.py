@@ -128,7 +128,7 @@ def qk_kernels(
     if method == "exact":
       return mimetic_factors(z, alpha=alpha, beta=beta, rank=head_dim)
     target = alpha * z + beta * jnp.eye(d, dtype=z.dtype)
-    sketch_key = jax.random.fold_in(head_key, 1)
+    sketch_key = jax.random.fold_in(head_key, 1)  # Z keeps the exact draw.
     return low_rank.randomized_top_factors(target, head_dim, sketch_key)
 
   # lax.map, not vmap: one (d, d) factorization at a time. That bounds
