@@ -8,6 +8,7 @@ give the same `steps_per_epoch`, `compile_train_step` and `eval_batches`.
 """
 
 from collections.abc import Callable, Iterator
+import dataclasses
 import functools
 import itertools
 from typing import Protocol
@@ -21,9 +22,23 @@ from mimetic_jax.data import Arrays, Dataset
 from mimetic_jax.errors import UserError
 from mimetic_jax.tasks import Batch, Task
 
-TrainStep = Callable[
-  [steps.TrainState, jax.Array], tuple[steps.TrainState, dict[str, jax.Array]]
-]
+
+@dataclasses.dataclass(frozen=True)
+class TrainStep:
+  """`(state, key) -> (state, metrics)` on the next training batch.
+
+  `compiled` is the XLA executable (`compiled.cost_analysis()` gives its
+  FLOPs, `benchmarks/train_step.py`); `next_data` gives its `data` argument
+  for each step: the resident training split, or the next streamed batch.
+  """
+
+  compiled: jax.stages.Compiled
+  next_data: Callable[[], Batch]
+
+  def __call__(
+    self, state: steps.TrainState, key: jax.Array
+  ) -> tuple[steps.TrainState, dict[str, jax.Array]]:
+    return self.compiled(state, self.next_data(), key)
 
 
 class Feed(Protocol):
@@ -110,7 +125,7 @@ class InMemoryFeed:
       .lower(state, self._train, key)
       .compile()
     )
-    return lambda state, key: compiled(state, self._train, key)
+    return TrainStep(compiled, lambda: self._train)
 
   def eval_batches(self) -> Iterator[Batch]:
     yield self._eval
@@ -160,7 +175,7 @@ class StreamedFeed:
       .compile()
     )
     batches = itertools.chain([first_batch], self._train)
-    return lambda state, key: compiled(state, next(batches), key)
+    return TrainStep(compiled, functools.partial(next, batches))
 
   def eval_batches(self) -> Iterator[Batch]:
     for batch in self._stream.eval_batches(self._local_eval_batch):

@@ -10,13 +10,16 @@ Checkpoints are saved periodically, at the end and on SIGTERM / Ctrl-C, and a
 rerun in the same workdir resumes from the latest one.
 """
 
+from collections.abc import Callable
 import json
 import math
 import os
 import time
 
+import flax.linen as nn
 import jax
 import ml_collections
+import optax
 
 from mimetic_jax import (
   checkpointing,
@@ -60,6 +63,24 @@ def _finished_metrics(workdir: str, step: int) -> dict[str, float] | None:
   with open(path) as f:
     metrics = json.load(f)
   return metrics if metrics.get("step") == step else None
+
+
+def state_initializer(
+  config: ml_collections.ConfigDict,
+  model: nn.Module,
+  info: data_lib.DatasetInfo,
+  tx: optax.GradientTransformation,
+) -> Callable[[], steps.TrainState]:
+  """`() -> TrainState` of a fresh run: params from `models.init` (the
+  config's `init`, keyed by its seed) and `tx`'s initial state; to be
+  jitted, or `eval_shape`d for the structure a checkpoint restores into."""
+  inputs = factory.dummy_inputs(config, info)
+
+  def init_state() -> steps.TrainState:
+    params = init_lib.init_params(config, model, inputs)
+    return steps.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+  return init_state
 
 
 def train_and_evaluate(
@@ -109,27 +130,18 @@ def train_and_evaluate(
   )
 
   tx, schedule = optim.make_optimizer(config, total_steps, warmup_steps)
-  inputs = factory.dummy_inputs(config, info)
-
-  def init_state() -> steps.TrainState:
-    params = init_lib.init_params(config, model, inputs)
-    return steps.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
-
-  abstract_state = jax.eval_shape(init_state)
-  state_sharding = jax.tree.map(
-    lambda _: jax.NamedSharding(mesh, jax.P()), abstract_state
-  )
+  init_state = state_initializer(config, model, info, tx)
+  replicated = jax.NamedSharding(mesh, jax.P())
   if ckpt.latest_step is not None:
     state = ckpt.restore(
       jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-        abstract_state,
-        state_sharding,
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+        jax.eval_shape(init_state),
       )
     )
     log(f"Resumed from {ckpt.directory} at step {int(state.step)}.")
   else:
-    state = jax.jit(init_state, out_shardings=state_sharding)()
+    state = jax.jit(init_state, out_shardings=replicated)()
     num_params = sum(x.size for x in jax.tree.leaves(state.params))
     log(
       f"Initialized {type(model).__name__} ({num_params:,} params) with "
