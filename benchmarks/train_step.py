@@ -23,9 +23,10 @@ medians over `--repeats` runs of `--steps` steps each):
 * `input_items_per_s`: what the data path alone delivers (the in-step batch
   gather and augmentation, compiled on their own) against the step's
   consumption (`input_over_consumption`).
-* `compile_s` (the step as configured), `peak_host_memory_bytes` (the
-  process's peak resident memory after the project's measurements, before
-  torch is imported).
+* `compile_s` (the step as configured), `compiled_temp_bytes` (XLA's
+  scratch allocation for it, `memory_analysis()`), `peak_host_memory_bytes`
+  (the process's peak resident memory after the project's measurements,
+  before torch is imported).
 
 Data are random uint8 images of the configured size and
 `dataset.max_train_examples` (else 16 batches) rows, resident in memory as
@@ -141,6 +142,7 @@ def measure_project(
     img_per_s=rate,
     compile_s=compile_s,
     flops_per_image=cost["flops"] / local_batch,
+    temp_bytes=train_step.compiled.memory_analysis().temp_size_in_bytes,
   )
 
 
@@ -238,6 +240,7 @@ def machine() -> dict[str, Any]:
     device=f"{jax.device_count()} x {jax.devices()[0].device_kind}",
     python=platform.python_version(),
     jax=jax.__version__,
+    xla_flags=os.environ.get("XLA_FLAGS", ""),
   )
 
 
@@ -289,6 +292,7 @@ def benchmark(
     input_items_per_s=input_rate,
     input_over_consumption=input_rate / project["img_per_s"],
     compile_s=project["compile_s"],
+    compiled_temp_bytes=project["temp_bytes"],
     peak_host_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     * 1024,
     torch_img_per_s=None,

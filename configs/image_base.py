@@ -32,6 +32,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # GELU's tanh approximation (Flax's default); False: exact erf (timm's).
   config.model.gelu_approximate = True
   config.model.dtype = "float32"  # compute dtype; 'bfloat16' on TPU/GPU.
+  # Rematerialise blocks in the backward pass (less memory, slower): '' or
+  # 'nothing_saveable' (least memory), 'dots_with_no_batch_dims_saveable',
+  # 'dots_saveable'.
+  config.model.remat = ""
   # jax.nn.dot_product_attention: 'auto' (cuDNN flash attention on NVIDIA
   # GPUs where it applies, else XLA), 'xla' or 'cudnn'.
   config.model.attention = "auto"

@@ -46,6 +46,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.tie_embeddings = True
   config.model.dropout = 0.0
   config.model.dtype = "float32"  # compute dtype; 'bfloat16' on TPU/GPU.
+  # Rematerialise blocks in the backward pass (less memory, slower): '' or
+  # 'nothing_saveable' (least memory), 'dots_with_no_batch_dims_saveable',
+  # 'dots_saveable'.
+  config.model.remat = ""
 
   config.seq_len = 256  # Model context; windows hold seq_len + 1 tokens.
 

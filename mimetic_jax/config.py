@@ -8,7 +8,7 @@ import jax
 import ml_collections
 
 from mimetic_jax.errors import UserError
-from mimetic_jax.models.factory import TASKS, vit_architecture
+from mimetic_jax.models.factory import TASKS, remat_policy, vit_architecture
 from mimetic_jax.models.init import INITS, mimetic_strengths
 
 
@@ -50,6 +50,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "from a config in configs/."
     )
   _check_architecture(config)
+  remat_policy(config.model)
   for name in ("batch_size", "eval_batch_size"):
     size = config[name]
     if size <= 0 or size % devices:

@@ -342,6 +342,7 @@ def _smoke(**overrides) -> ml_collections.ConfigDict:
     (dict(model=dict(patch_size=5)), "patch size 5 .* does not tile"),
     (dict(model=dict(num_heads=5)), "num_heads=5 must divide model.width=32"),
     (dict(task="segmentation"), "task='segmentation' is not one of"),
+    (dict(model=dict(remat="full")), "model.remat='full' is not a remat"),
   ],
 )
 def test_bad_config_is_rejected_with_a_fix(overrides, expected):

@@ -12,6 +12,7 @@ import ml_collections
 
 from mimetic_jax.data import DatasetInfo
 from mimetic_jax.errors import UserError
+from mimetic_jax.models import layers
 from mimetic_jax.models.lm import TransformerLM
 from mimetic_jax.models.vit import ViT, decode_variant
 
@@ -25,6 +26,19 @@ def _dtype(name: str) -> jnp.dtype:
       "(the compute dtype; params stay float32)."
     )
   return jnp.dtype(name)
+
+
+def remat_policy(model_config: ml_collections.ConfigDict) -> str:
+  """`model.remat`: '' (off) or a `layers.REMAT_POLICIES` name."""
+  remat = model_config.get("remat", "")  # Absent in older workdirs' configs.
+  if remat and remat not in layers.REMAT_POLICIES:
+    raise UserError(
+      f"model.remat={remat!r} is not a rematerialisation policy: use '' "
+      f"(off, fastest) or one of {layers.REMAT_POLICIES} (least memory "
+      "first), e.g. --config.model.remat=nothing_saveable when the batch "
+      "does not fit in memory."
+    )
+  return remat
 
 
 def vit_architecture(model_config: ml_collections.ConfigDict) -> dict:
@@ -60,6 +74,7 @@ def make_model(
       gelu_approximate=m.gelu_approximate,
       dtype=_dtype(m.dtype),
       attention_implementation=(None if m.attention == "auto" else m.attention),
+      remat=remat_policy(m),
       **vit_architecture(m),
     )
   if config.task == "lm":
@@ -74,6 +89,7 @@ def make_model(
       tie_embeddings=m.tie_embeddings,
       dropout=m.dropout,
       dtype=_dtype(m.dtype),
+      remat=remat_policy(m),
     )
   raise UserError(f"task={config.task!r} is not one of {TASKS}.")
 

@@ -109,8 +109,10 @@ class MlpBlock(nn.Module):
 class EncoderBlock(nn.Module):
   """Pre-LN block: `x + Attn(LN(x))`, then `x + MLP(LN(x))`.
 
-  `x` is `(batch, tokens, d)`; `mask` (optional) broadcasts to
-  `(batch, heads, tokens, tokens)`, True where attention is allowed.
+  `x` is `(batch, tokens, d)`; `mask` (None for none) broadcasts to
+  `(batch, heads, tokens, tokens)`, True where attention is allowed. All
+  three arguments are positional, so that `encoder_block` can mark `train`
+  static for `nn.remat`.
   """
 
   mlp_dim: int
@@ -122,7 +124,7 @@ class EncoderBlock(nn.Module):
 
   @nn.compact
   def __call__(
-    self, x: jnp.ndarray, mask: jnp.ndarray | None = None, *, train: bool
+    self, x: jnp.ndarray, mask: jnp.ndarray | None, train: bool
   ) -> jnp.ndarray:
     y = nn.LayerNorm(dtype=self.dtype, name="norm1")(x)
     y = nn.MultiHeadDotProductAttention(
@@ -145,3 +147,30 @@ class EncoderBlock(nn.Module):
       name="mlp",
     )(y, train=train)
     return x + nn.Dropout(self.dropout, deterministic=not train)(y)
+
+
+# `jax.checkpoint_policies` a block can be rematerialised with, least memory
+# first: `nothing_saveable` keeps only each block's input and recomputes the
+# rest in the backward pass; the `dots_*` policies keep matmul outputs.
+REMAT_POLICIES = (
+  "nothing_saveable",
+  "dots_with_no_batch_dims_saveable",
+  "dots_saveable",
+)
+
+
+def encoder_block(remat: str = "") -> type[EncoderBlock]:
+  """`EncoderBlock`, or (`remat`: a name in `REMAT_POLICIES`) the block under
+  `nn.remat` with that policy: activations the policy does not save are
+  recomputed in the backward pass, trading compute for memory. Params and
+  outputs are the same either way."""
+  if not remat:
+    return EncoderBlock
+  if remat not in REMAT_POLICIES:
+    raise ValueError(
+      f"Unknown remat policy {remat!r}; use '' (off) or one of "
+      f"{REMAT_POLICIES}."
+    )
+  policy = getattr(jax.checkpoint_policies, remat)
+  # Arguments are (self, x, mask, train): `train` is a Python bool.
+  return nn.remat(EncoderBlock, policy=policy, static_argnums=(3,))

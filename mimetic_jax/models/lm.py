@@ -26,6 +26,8 @@ class TransformerLM(nn.Module):
     tie_embeddings: read logits through the token embedding matrix.
     dropout: dropout rate on embeddings, attention outputs and MLPs.
     dtype: compute dtype (params stay float32).
+    remat: '' or a `layers.REMAT_POLICIES` name: rematerialise each block
+      in the backward pass (less memory, more compute; same params).
   """
 
   vocab_size: int
@@ -38,6 +40,7 @@ class TransformerLM(nn.Module):
   tie_embeddings: bool = True
   dropout: float = 0.0
   dtype: Any = jnp.float32
+  remat: str = ""
 
   @nn.compact
   def __call__(self, tokens: jnp.ndarray, *, train: bool = False):
@@ -76,13 +79,13 @@ class TransformerLM(nn.Module):
     mask = nn.make_causal_mask(tokens)
     intermediates = {}
     for i in range(self.depth):
-      x = layers.EncoderBlock(
+      x = layers.encoder_block(self.remat)(
         mlp_dim=self.mlp_dim or 4 * self.width,
         num_heads=self.num_heads,
         dropout=self.dropout,
         dtype=self.dtype,
         name=f"block_{i}",
-      )(x, mask, train=train)
+      )(x, mask, train)
       intermediates[f"block{i:02d}"] = x
     x = nn.LayerNorm(dtype=self.dtype, name="final_norm")(x)
     if self.tie_embeddings:

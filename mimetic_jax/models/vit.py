@@ -80,6 +80,8 @@ class ViT(nn.Module):
       'cudnn'; see `layers.dot_product_attention`.
     gelu_approximate: tanh-approximate GELU (Flax's default) or exact erf
       GELU (False; PyTorch's and timm's).
+    remat: '' or a `layers.REMAT_POLICIES` name: rematerialise each block
+      in the backward pass (less memory, more compute; same params).
   """
 
   num_classes: int
@@ -94,6 +96,7 @@ class ViT(nn.Module):
   dtype: Any = jnp.float32
   attention_implementation: str | None = None
   gelu_approximate: bool = True
+  remat: str = ""
 
   def _posemb(self, h: int, w: int) -> jnp.ndarray:
     if self.posemb == "sincos2d":
@@ -139,7 +142,7 @@ class ViT(nn.Module):
 
     intermediates = {}
     for i in range(self.depth):
-      x = layers.EncoderBlock(
+      x = layers.encoder_block(self.remat)(
         mlp_dim=self.mlp_dim,
         num_heads=self.num_heads,
         dropout=self.dropout,
@@ -147,7 +150,7 @@ class ViT(nn.Module):
         attention_implementation=self.attention_implementation,
         gelu_approximate=self.gelu_approximate,
         name=f"encoderblock_{i}",
-      )(x, train=train)
+      )(x, None, train)
       intermediates[f"block{i:02d}"] = x
     x = nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
     x = x[:, 0] if self.pool == "token" else x.mean(axis=1)
