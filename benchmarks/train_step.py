@@ -3,8 +3,9 @@ r"""Training-step speed: the project against timm/PyTorch and the machine.
     python -m benchmarks.train_step --config configs/cifar10.py:cpu \
         --json /tmp/train_step.json [--config.KEY=VALUE ...]
 
-One process measures, for the ViT of an image config (warm-up excluded,
-medians over `--repeats` runs of `--steps` steps each):
+One process measures, for the ViT of an image config (warm-up excluded;
+medians over `--repeats` rounds, each timing `--steps` calls of every
+variant in turn, so that a shared machine's slow spells hit all alike):
 
 * `project_img_per_s`: the trainer's own compiled step (`feeds.make_feed`,
   `models.init.init_params`, `optim.make_optimizer`: what `main.py` runs),
@@ -66,6 +67,12 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (medians).")
 _TORCH = flags.DEFINE_boolean(
   "torch", True, "Also time timm/PyTorch (needs the `reference` extra)."
 )
+_COMPILE_ONLY = flags.DEFINE_boolean(
+  "compile_only",
+  False,
+  "Only compile the step: compile_s and compiled_temp_bytes (what the step "
+  "needs beyond params and data), e.g. to check a batch fits before a run.",
+)
 flags.mark_flags_as_required(["config"])
 
 NO_AUGMENT = dict(
@@ -95,26 +102,30 @@ def synthetic_dataset(config: ml_collections.ConfigDict) -> Dataset:
   )
 
 
-def timed_rate(
-  run_once: Callable[[], Any], items: int, *, steps: int, repeats: int
-) -> float:
-  """Median items/s of `repeats` runs of `steps` calls, after 2 warm-ups.
-  `run_once` must block until its work is done."""
-  for _ in range(2):
-    run_once()
-  rates = []
-  for _ in range(repeats):
-    tic = time.perf_counter()
-    for _ in range(steps):
-      run_once()
-    rates.append(items * steps / (time.perf_counter() - tic))
-  return statistics.median(rates)
-
-
-def measure_project(
-  config: ml_collections.ConfigDict, dataset: Dataset, **timing
+def interleaved_rates(
+  runs: dict[str, Callable[[], Any]], items: int, *, steps: int, repeats: int
 ) -> dict[str, float]:
-  """The trainer's compiled step: img/s, compile seconds, FLOPs per image."""
+  """Median items/s of each of `runs` (calls that block until done): two
+  warm-up calls each, then `repeats` rounds in which each makes `steps`
+  calls in turn, so that a shared machine's slow spells hit all alike."""
+  for run in runs.values():
+    for _ in range(2):
+      run()
+  rates = {name: [] for name in runs}
+  for _ in range(repeats):
+    for name, run in runs.items():
+      tic = time.perf_counter()
+      for _ in range(steps):
+        run()
+      rates[name].append(items * steps / (time.perf_counter() - tic))
+  return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def project_step(
+  config: ml_collections.ConfigDict, dataset: Dataset
+) -> tuple[Callable[[], None], dict[str, float]]:
+  """The trainer's compiled step as a blocking call, and its compile
+  seconds, FLOPs per image and XLA scratch bytes."""
   mesh = jax.make_mesh((jax.device_count(),), (steps.AXIS,))
   feed = feeds.make_feed(mesh, dataset, config, first_step=0)
   total_steps, warmup_steps = optim.step_budget(config, feed.steps_per_epoch)
@@ -134,24 +145,22 @@ def measure_project(
     state, _ = train_step(state, key)
     jax.block_until_ready(state)
 
-  rate = timed_rate(run_once, config.batch_size, **timing)
   cost = train_step.compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost  # Older jax: a list.
   local_batch = config.batch_size // jax.device_count()
-  return dict(
-    img_per_s=rate,
+  return run_once, dict(
     compile_s=compile_s,
     flops_per_image=cost["flops"] / local_batch,
     temp_bytes=train_step.compiled.memory_analysis().temp_size_in_bytes,
   )
 
 
-def measure_input(
-  config: ml_collections.ConfigDict, dataset: Dataset, **timing
-) -> float:
-  """Images/s the in-memory data path delivers on its own: the step's batch
-  gather (`steps.sample_batch`) and `task.inputs` (augmentation), compiled
-  over the same mesh."""
+def input_path(
+  config: ml_collections.ConfigDict, dataset: Dataset
+) -> Callable[[], None]:
+  """The in-memory data path on its own, as a blocking call: the step's
+  batch gather (`steps.sample_batch`) and `task.inputs` (augmentation),
+  compiled over the same mesh."""
   mesh = jax.make_mesh((jax.device_count(),), (steps.AXIS,))
   train_data = feeds.device_put_sharded(mesh, dataset.train)
   task = tasks.get_task(config)
@@ -172,11 +181,7 @@ def measure_input(
     mesh, inputs, in_specs=(P(steps.AXIS), P(), P()), out_specs=P(steps.AXIS)
   )
   step, key = jnp.zeros((), jnp.int32), jax.random.key(0)
-  return timed_rate(
-    lambda: jax.block_until_ready(deliver(train_data, step, key)),
-    config.batch_size,
-    **timing,
-  )
+  return lambda: jax.block_until_ready(deliver(train_data, step, key))
 
 
 def matmul_peak_flops(dtype: str, n: int = 2048, repeats: int = 10) -> float:
@@ -192,10 +197,12 @@ def matmul_peak_flops(dtype: str, n: int = 2048, repeats: int = 10) -> float:
   return 2 * n**3 / best
 
 
-def measure_torch(
-  config: ml_collections.ConfigDict, info: DatasetInfo, threads: int, **timing
-) -> float:
-  """img/s of timm's ViT of the same architecture, AdamW, `threads`."""
+def torch_step(
+  config: ml_collections.ConfigDict, info: DatasetInfo, threads: int
+) -> Callable[[], None]:
+  """One training step of timm's ViT of the same architecture with
+  `torch.optim.AdamW` on `threads` threads, as a blocking call. Raises
+  ImportError without torch and timm."""
   sys.modules.setdefault("triton", None)  # Never needed on a CPU.
   import torch  # pylint: disable=g-import-not-at-top
   import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
@@ -223,7 +230,7 @@ def measure_torch(
     F.cross_entropy(vit(images), labels).backward()
     optimizer.step()
 
-  return timed_rate(run_once, config.batch_size, **timing)
+  return run_once
 
 
 def machine() -> dict[str, Any]:
@@ -245,24 +252,57 @@ def machine() -> dict[str, Any]:
 
 
 def benchmark(
-  config: ml_collections.ConfigDict, *, steps: int, repeats: int, torch: bool
+  config: ml_collections.ConfigDict,
+  *,
+  steps: int,
+  repeats: int,
+  torch: bool,
+  compile_only: bool = False,
 ) -> dict[str, Any]:
+  """The report (see the module docstring) for the ViT `config` describes;
+  `compile_only`: only what compiling the step tells (the rest is None)."""
   if config.task != "image":
     raise UserError(
       f"benchmarks.train_step times the ViT of an image config; got "
       f"task={config.task!r}. Use e.g. --config configs/cifar10.py:cpu."
     )
   config_lib.validate(config)
-  timing = dict(steps=steps, repeats=repeats)
   dataset = synthetic_dataset(config)
   no_augment = config.copy_and_resolve_references()
   no_augment.augment.update(NO_AUGMENT)
 
-  project = measure_project(config, dataset, **timing)
-  plain = measure_project(no_augment, dataset, **timing)
-  peak = matmul_peak_flops(config.model.dtype)
-  input_rate = measure_input(config, dataset, **timing)
-  report = dict(
+  runs = {}
+  runs["project"], project = project_step(config, dataset)
+  if compile_only:
+    runs, plain = {}, project | dict(flops_per_image=None)
+  else:
+    runs["no_augment"], plain = project_step(no_augment, dataset)
+    runs["input"] = input_path(config, dataset)
+  for run in runs.values():  # Before torch allocates anything.
+    run()
+  peak_memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+  torch_note = "not run (--notorch)"
+  if torch and not compile_only:
+    try:
+      runs["torch"] = torch_step(
+        config, dataset.info, len(os.sched_getaffinity(0))
+      )
+      import torch as torch_lib  # pylint: disable=g-import-not-at-top
+
+      torch_note = (
+        f"torch {torch_lib.__version__}, {torch_lib.get_num_threads()} threads"
+      )
+    except ImportError as e:
+      torch_note = (
+        f"not run: {e}. Install the reference extra: "
+        "pip install -e '.[reference]'"
+      )
+  rates = interleaved_rates(
+    runs, config.batch_size, steps=steps, repeats=repeats
+  )
+  rate = rates.get  # None for what was not timed (--compile_only, torch).
+  peak = None if compile_only else matmul_peak_flops(config.model.dtype)
+  return dict(
     config=dict(
       model={
         k: config.model[k]
@@ -283,44 +323,29 @@ def benchmark(
       repeats=repeats,
     ),
     machine=machine(),
-    project_img_per_s=project["img_per_s"],
-    project_img_per_s_no_augment=plain["img_per_s"],
-    augment_share=1 - project["img_per_s"] / plain["img_per_s"],
+    project_img_per_s=rate("project"),
+    project_img_per_s_no_augment=rate("no_augment"),
+    augment_share=_maybe(lambda: 1 - rate("project") / rate("no_augment")),
     model_flops_per_image=plain["flops_per_image"],
     matmul_peak_flops=peak,
-    mfu=plain["img_per_s"] * plain["flops_per_image"] / peak,
-    input_items_per_s=input_rate,
-    input_over_consumption=input_rate / project["img_per_s"],
+    mfu=_maybe(lambda: rate("no_augment") * plain["flops_per_image"] / peak),
+    input_items_per_s=rate("input"),
+    input_over_consumption=_maybe(lambda: rate("input") / rate("project")),
     compile_s=project["compile_s"],
     compiled_temp_bytes=project["temp_bytes"],
-    peak_host_memory_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    * 1024,
-    torch_img_per_s=None,
-    ratio=None,
-    torch_note="",
+    peak_host_memory_bytes=peak_memory,
+    torch_img_per_s=rate("torch"),
+    ratio=_maybe(lambda: rate("no_augment") / rate("torch")),
+    torch_note=torch_note,
   )
-  if not torch:
-    report["torch_note"] = "not run (--notorch)"
-    return report
-  try:
-    rate = measure_torch(
-      config, dataset.info, report["machine"]["cores"], **timing
-    )
-  except ImportError as e:
-    report["torch_note"] = (
-      f"not run: {e}. Install the reference extra: "
-      "pip install -e '.[reference]'"
-    )
-    return report
-  import torch as torch_lib  # Imported by measure_torch.
 
-  report.update(
-    torch_img_per_s=rate,
-    ratio=plain["img_per_s"] / rate,
-    torch_note=f"torch {torch_lib.__version__}, "
-    f"{torch_lib.get_num_threads()} threads",
-  )
-  return report
+
+def _maybe(derived: Callable[[], float]) -> float | None:
+  """A derived number, or None where one of its inputs was not measured."""
+  try:
+    return derived()
+  except TypeError:  # None in the arithmetic.
+    return None
 
 
 def main(argv):
@@ -331,6 +356,7 @@ def main(argv):
     steps=_STEPS.value,
     repeats=_REPEATS.value,
     torch=_TORCH.value,
+    compile_only=_COMPILE_ONLY.value,
   )
   text = json.dumps(report, indent=2)
   print(text)

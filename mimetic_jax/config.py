@@ -24,6 +24,11 @@ def _check_architecture(config: ml_collections.ConfigDict) -> None:
         "the ViT cuts the image into whole patches. Pick a patch size that "
         f"divides {size}, or resize the images (dataset.image_size)."
       )
+    if arch["mlp_dim"] <= 0:
+      raise UserError(
+        f"model.mlp_dim={arch['mlp_dim']} must be > 0 for a ViT (the hidden "
+        "width of each block's MLP; 4 x width is usual)."
+      )
   else:
     arch = dict(width=config.model.width, num_heads=config.model.num_heads)
   width, heads = arch["width"], arch["num_heads"]
@@ -32,6 +37,77 @@ def _check_architecture(config: ml_collections.ConfigDict) -> None:
       f"model.num_heads={heads} must divide model.width={width} (each head "
       "gets width / num_heads channels)."
     )
+
+
+_UNIT = "in [0, 1)"
+# (dotted key, test, what it must be): checked when the config has the key.
+_VALUE_RULES = (
+  ("warmup_epochs", lambda v: v >= 0, ">= 0"),
+  ("end_learning_rate", lambda v: v >= 0, ">= 0"),
+  ("weight_decay", lambda v: v >= 0, ">= 0 (0 = none)"),
+  ("b1", lambda v: 0 <= v < 1, _UNIT),
+  ("b2", lambda v: 0 <= v < 1, _UNIT),
+  ("grad_clip_norm", lambda v: v >= 0, ">= 0 (0 = no clipping)"),
+  ("label_smoothing", lambda v: 0 <= v < 1, _UNIT),
+  ("log_every_steps", lambda v: v >= 1, ">= 1"),
+  ("eval_every_epochs", lambda v: v > 0, "> 0 (in epochs; may be a fraction)"),
+  ("checkpoint_every_steps", lambda v: v >= 0, ">= 0 (0 = only at the end)"),
+  ("max_to_keep", lambda v: v >= 1, ">= 1 (checkpoints kept)"),
+  ("seq_len", lambda v: v >= 1, ">= 1 (tokens per window)"),
+  ("model.depth", lambda v: v >= 1, ">= 1 (blocks)"),
+  ("model.mlp_dim", lambda v: v >= 0, "> 0 (or 0 = 4 x width for the LM)"),
+  ("model.dropout", lambda v: 0 <= v < 1, _UNIT),
+  (
+    "model.dtype",
+    lambda v: v in ("float32", "bfloat16"),
+    "'float32' or 'bfloat16'",
+  ),
+  ("model.pool", lambda v: v in ("token", "gap"), "'token' or 'gap'"),
+  ("dataset.image_size", lambda v: v >= 1, ">= 1 (pixels)"),
+  ("dataset.max_train_examples", lambda v: v >= 0, ">= 0 (0 = all)"),
+  ("dataset.max_eval_examples", lambda v: v >= 0, ">= 0 (0 = all)"),
+  (
+    "dataset.value_range",
+    lambda v: len(v) == 2 and v[0] < v[1],
+    "a pair (low, high) with low < high",
+  ),
+  (
+    "dataset.tokenizer",
+    lambda v: v in ("byte", "sentencepiece"),
+    "'byte' or 'sentencepiece'",
+  ),
+  ("dataset.vocab_size", lambda v: v >= 16, ">= 16 (SentencePiece pieces)"),
+  ("dataset.eval_fraction", lambda v: 0 < v < 1, "in (0, 1)"),
+  ("augment.crop_padding", lambda v: v >= 0, ">= 0 (0 = no random crop)"),
+  ("augment.cutout_size", lambda v: v >= 0, ">= 0 (0 = no cutout)"),
+  ("augment.randaugment_num_ops", lambda v: v >= 0, ">= 0 (0 = none)"),
+  ("augment.randaugment_magnitude", lambda v: 0 <= v <= 10, "in [0, 10]"),
+)
+
+
+def _check_values(config: ml_collections.ConfigDict) -> None:
+  """The `_VALUE_RULES` ranges and choices, for the keys `config` has."""
+  for key, is_valid, requirement in _VALUE_RULES:
+    node, *path = key.split(".")
+    value = config.get(node)
+    for name in path:
+      value = (
+        value.get(name)
+        if isinstance(value, ml_collections.ConfigDict)
+        else None
+      )
+    if value is None:
+      continue
+    try:
+      valid = is_valid(value)
+    except TypeError:  # E.g. a pair given as a number.
+      valid = False
+    if not valid:
+      raise UserError(
+        f"{key}={value!r} is out of range: it must be {requirement}. Set "
+        f"--config.{key}=... accordingly (configs/image_base.py and "
+        "configs/lm_base.py document every key)."
+      )
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -49,6 +125,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"task={config.task!r} is not one of {TASKS}; start "
       "from a config in configs/."
     )
+  _check_values(config)
   _check_architecture(config)
   remat_policy(config.model)
   for name in ("batch_size", "eval_batch_size"):

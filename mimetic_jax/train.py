@@ -12,7 +12,6 @@ rerun in the same workdir resumes from the latest one.
 
 from collections.abc import Callable
 import json
-import math
 import os
 import time
 
@@ -24,6 +23,7 @@ import optax
 from mimetic_jax import (
   checkpointing,
   diagnostics,
+  divergence,
   evaluate,
   feeds,
   metric_logging,
@@ -35,7 +35,6 @@ from mimetic_jax import (
 from mimetic_jax import config as config_lib
 from mimetic_jax import data as data_lib
 from mimetic_jax import workdir as workdir_lib
-from mimetic_jax.errors import UserError
 from mimetic_jax.models import factory
 from mimetic_jax.models import init as init_lib
 
@@ -91,6 +90,10 @@ def train_and_evaluate(
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   log = metric_logging.log if is_main else (lambda message: None)
+  saved_config = workdir_lib.saved_config(workdir)
+  config_changes = (
+    workdir_lib.config_changes(saved_config, config) if saved_config else []
+  )
   if is_main:
     workdir_lib.save_config(workdir, config)
   num_devices = jax.device_count()
@@ -133,11 +136,15 @@ def train_and_evaluate(
   init_state = state_initializer(config, model, info, tx)
   replicated = jax.NamedSharding(mesh, jax.P())
   if ckpt.latest_step is not None:
+    if config_changes:
+      log(f"Resuming with config changes: {'; '.join(config_changes)}.")
     state = ckpt.restore(
       jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
         jax.eval_shape(init_state),
-      )
+      ),
+      config_changes=config_changes,
+      warn=log,
     )
     log(f"Resumed from {ckpt.directory} at step {int(state.step)}.")
   else:
@@ -207,20 +214,15 @@ def train_and_evaluate(
     return metrics
 
   first_step, eval_metrics = step, {}
+  diverged = divergence.DivergenceCheck(ckpt)
   with signals.StopSignal() as stop:
     while step < total_steps:
       state, step_metrics = train_step(state, key)
       step += 1
+      diverged.record(step, step_metrics)
       if step % config.log_every_steps == 0 or step == total_steps:
+        diverged.check()
         metrics = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-        if not all(math.isfinite(v) for v in metrics.values()):
-          ckpt.wait()
-          raise UserError(
-            f"Non-finite training metrics at step {step}: {metrics}. The "
-            "last good checkpoint is kept in "
-            f"{ckpt.directory}; lower the learning rate, enable "
-            "grad_clip_norm, or check the data."
-          )
         metrics["learning_rate"] = float(schedule(step - 1))
         metrics.update(meter.update(step))
         metrics = evaluate.train_metrics(metrics, info)
@@ -236,12 +238,15 @@ def train_and_evaluate(
           )
         )
       if step % eval_every == 0 and step < total_steps:
+        diverged.check()
         with meter.excluded(state):
           eval_metrics = run_eval(step)
       if ckpt.due(step):
+        diverged.check()
         with meter.excluded(state):
           ckpt.maybe_save(step, state)
       if stop.received:
+        diverged.check()
         ckpt.maybe_save(step, state, force=True)
         ckpt.wait()
         log(
@@ -250,6 +255,7 @@ def train_and_evaluate(
         )
         writer.close()
         return eval_metrics
+    diverged.check()
     if step > first_step or not eval_metrics:
       eval_metrics = run_eval(step)
       writer.write(step, meter.steady())

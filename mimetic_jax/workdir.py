@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import flax.linen as nn
+from flax.traverse_util import flatten_dict
 import jax
 import ml_collections
 
@@ -53,6 +54,27 @@ def load_config(workdir: str, *, hint: str = "") -> ml_collections.ConfigDict:
     )
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict | None:
+  """`workdir/config.json` if a run saved one there, else None."""
+  if not os.path.isfile(os.path.join(workdir, "config.json")):
+    return None
+  return load_config(workdir)
+
+
+def config_changes(
+  saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict
+) -> list[str]:
+  """`'key: old -> new'` for every dotted key whose value differs between
+  the `saved` config (a workdir's config.json) and `config`, sorted."""
+  flat = lambda c: flatten_dict(json.loads(c.to_json_best_effort()), sep=".")
+  old, new = flat(saved), flat(config)
+  return sorted(
+    f"{key}: {old.get(key, 'unset')!r} -> {new.get(key, 'unset')!r}"
+    for key in old.keys() | new.keys()
+    if key not in old or key not in new or old[key] != new[key]
+  )
 
 
 def info_from_params(

@@ -79,3 +79,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
   for item in items:
     if item.get_closest_marker("e2e"):
       item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def tiny_args(image_folder, tmp_path_factory) -> tuple[str, ...]:
+  """`main.py` flags of a 16-step run on `image_folder` (`main_runs`)."""
+  from main_runs import TINY_OVERRIDES  # pylint: disable=g-import-not-at-top
+
+  data_dir = tmp_path_factory.mktemp("tfds")
+  return (
+    f"--config.dataset.path={image_folder}",
+    f"--config.dataset.data_dir={data_dir}",
+  ) + TINY_OVERRIDES
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_args, tmp_path_factory):
+  """`(workdir, result)` of one uninterrupted `tiny_args` run."""
+  from main_runs import run_main  # pylint: disable=g-import-not-at-top
+
+  workdir = tmp_path_factory.mktemp("run")
+  return workdir, run_main(workdir, *tiny_args)

@@ -10,89 +10,28 @@ import importlib
 import json
 import math
 import os
-import pathlib
 import re
 import signal
 import subprocess
-import sys
 
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from configs import cifar10
+from configs import cifar10, tiny_shakespeare
 from mimetic_jax import config as config_lib
 from mimetic_jax.errors import UserError
 from mimetic_jax.models.init import parse_strength
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-# 8 devices x 2 images per step; 96 training images = 6 steps per epoch.
-TINY_OVERRIDES = (
-  "--config.dataset.image_size=16",
-  "--config.model.patch_size=4",
-  "--config.batch_size=16",
-  "--config.eval_batch_size=16",
-  "--config.total_steps=16",
-  "--config.log_every_steps=1",
-  "--config.checkpoint_every_steps=4",
-  "--config.eval_every_epochs=1",
-  "--config.learning_rate=3e-3",
-  "--config.dataset.max_train_examples=0",
-  "--config.dataset.max_eval_examples=0",
+from main_runs import (
+  REPO_ROOT,
+  TINY_OVERRIDES,
+  checkpoint_params,
+  main_command,
+  read_records,
+  run_main,
 )
-
-
-def _main_command(workdir, *overrides) -> list[str]:
-  return [
-    sys.executable,
-    str(REPO_ROOT / "main.py"),
-    "--config",
-    str(REPO_ROOT / "configs" / "cifar10.py") + ":smoke",
-    "--workdir",
-    str(workdir),
-    *overrides,
-  ]
-
-
-def _run(workdir, *overrides, check=True) -> subprocess.CompletedProcess:
-  result = subprocess.run(
-    _main_command(workdir, *overrides),
-    cwd=REPO_ROOT,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  if check and result.returncode:
-    raise AssertionError(f"main.py failed:\n{result.stdout}\n{result.stderr}")
-  return result
-
-
-def _records(workdir) -> list[dict]:
-  with open(pathlib.Path(workdir) / "metrics.jsonl") as f:
-    return [json.loads(line) for line in f]
-
-
-def _params(workdir, step: int):
-  path = pathlib.Path(workdir) / "checkpoints" / str(step) / "default"
-  with ocp.StandardCheckpointer() as checkpointer:
-    return checkpointer.restore(path)["params"]
-
-
-@pytest.fixture(scope="module")
-def tiny_args(image_folder, tmp_path_factory) -> tuple[str, ...]:
-  data_dir = tmp_path_factory.mktemp("tfds")
-  return (
-    f"--config.dataset.path={image_folder}",
-    f"--config.dataset.data_dir={data_dir}",
-  ) + TINY_OVERRIDES
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_args, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("run")
-  return workdir, _run(workdir, *tiny_args)
 
 
 @pytest.mark.e2e
@@ -104,7 +43,7 @@ def test_run_trains_evaluates_logs_and_checkpoints(finished_run):
   assert len(progress) == 16
   for line in progress:
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d step ", line), line
-  records = _records(workdir)
+  records = read_records(workdir)
   # The first record has the compile time and the step budget (96 training
   # images / 16 per step); train records the throughput, also per device (8).
   assert set(records[0]) == {
@@ -144,7 +83,7 @@ def test_log_of_a_run_that_prepares_data_is_clean(image_folder, tmp_path):
   """What a log file gets (stderr is not a terminal here) while tfds prepares
   the folder: no TF oneDNN banner, no tfds warning about the per-source
   config, no progress-bar cursor escapes."""
-  result = _run(
+  result = run_main(
     tmp_path / "run",
     f"--config.dataset.path={image_folder}",
     f"--config.dataset.data_dir={tmp_path / 'tfds'}",
@@ -161,12 +100,12 @@ def test_log_of_a_run_that_prepares_data_is_clean(image_folder, tmp_path):
 @pytest.mark.e2e
 def test_rerun_resumes_instead_of_retraining(finished_run, tiny_args):
   workdir, _ = finished_run
-  before = _records(workdir)
-  result = _run(workdir, *tiny_args)
+  before = read_records(workdir)
+  result = run_main(workdir, *tiny_args)
   assert "Resumed from" in result.stdout and "at step 16" in result.stdout
   assert "Already finished" in result.stdout
   assert "Compiled" not in result.stdout  # Nothing is compiled either.
-  assert _records(workdir) == before  # No step trained, no eval repeated.
+  assert read_records(workdir) == before  # No step trained, no eval repeated.
 
 
 @pytest.mark.e2e
@@ -179,9 +118,9 @@ def test_streamed_run_trains_evaluates_and_resumes(tiny_args, tmp_path):
     "--config.total_steps=8",
   )
   workdir = tmp_path / "streamed"
-  result = _run(workdir, *streamed)
+  result = run_main(workdir, *streamed)
   assert "24 eval items (streamed)" in result.stdout
-  records = _records(workdir)
+  records = read_records(workdir)
   assert [r["step"] for r in records if "train_loss" in r] == list(range(1, 9))
   (first_eval, final_eval) = [r for r in records if "eval_accuracy" in r]
   assert (first_eval["step"], final_eval["step"]) == (6, 8)
@@ -193,11 +132,11 @@ def test_streamed_run_trains_evaluates_and_resumes(tiny_args, tmp_path):
     round(final_eval["eval_accuracy"] * 24), abs=1e-4
   )
 
-  result = _run(workdir, *streamed[:-1], "--config.total_steps=10")
+  result = run_main(workdir, *streamed[:-1], "--config.total_steps=10")
   assert "Resumed from" in result.stdout and "at step 8" in result.stdout
-  assert [r["step"] for r in _records(workdir) if "train_loss" in r] == list(
-    range(1, 11)
-  )
+  assert [
+    r["step"] for r in read_records(workdir) if "train_loss" in r
+  ] == list(range(1, 11))
 
 
 @pytest.mark.e2e
@@ -208,7 +147,7 @@ def test_preempted_run_resumes_to_identical_params(
   uninterrupted, _ = finished_run
   workdir = tmp_path / "preempted"
   process = subprocess.Popen(
-    _main_command(workdir, *tiny_args),
+    main_command(workdir, *tiny_args),
     cwd=REPO_ROOT,
     stdout=subprocess.PIPE,
     stderr=subprocess.STDOUT,
@@ -227,23 +166,23 @@ def test_preempted_run_resumes_to_identical_params(
   assert 5 <= stopped_at < 16
   assert not (workdir / "final_metrics.json").exists()
 
-  result = _run(workdir, *tiny_args)
+  result = run_main(workdir, *tiny_args)
   assert f"at step {stopped_at}" in result.stdout
-  resumed = _params(workdir, 16)
-  reference = _params(uninterrupted, 16)
+  resumed = checkpoint_params(workdir, 16)
+  reference = checkpoint_params(uninterrupted, 16)
   jax.tree.map(np.testing.assert_array_equal, resumed, reference)
 
 
 @pytest.mark.e2e
 def test_real_cifar10_smoke_run(cifar10_archive, tmp_path):
-  result = _run(
+  result = run_main(
     tmp_path / "run",
     f"--config.dataset.path={cifar10_archive}",
     f"--config.dataset.data_dir={tmp_path / 'tfds'}",
     "--config.log_every_steps=1",
   )
   assert "Data: 1024 training examples used" in result.stdout
-  records = _records(tmp_path / "run")
+  records = read_records(tmp_path / "run")
   evals = [r for r in records if "eval_accuracy" in r]
   assert evals and evals[-1]["step"] == 12
   trains = [r for r in records if "train_loss" in r]
@@ -343,11 +282,57 @@ def _smoke(**overrides) -> ml_collections.ConfigDict:
     (dict(model=dict(num_heads=5)), "num_heads=5 must divide model.width=32"),
     (dict(task="segmentation"), "task='segmentation' is not one of"),
     (dict(model=dict(remat="full")), "model.remat='full' is not a remat"),
+    (dict(model=dict(mlp_dim=0)), "model.mlp_dim=0 must be > 0 for a ViT"),
+    (dict(model=dict(dropout=1.0)), r"model.dropout=1.0 is out of range"),
+    (dict(model=dict(dtype="float16")), r"model.dtype='float16' is out of"),
+    (dict(model=dict(pool="max")), r"model.pool='max' is out of range"),
+    (dict(model=dict(depth=0)), r"model.depth=0 is out of range"),
+    (dict(warmup_epochs=-1.0), r"warmup_epochs=-1.0 is out of range"),
+    (dict(weight_decay=-0.1), r"weight_decay=-0.1 is out of range"),
+    (dict(b2=1.0), r"b2=1.0 is out of range: it must be in \[0, 1\)"),
+    (dict(grad_clip_norm=-1.0), r"grad_clip_norm=-1.0 is out of range"),
+    (dict(label_smoothing=1.5), r"label_smoothing=1.5 is out of range"),
+    (dict(log_every_steps=0), r"log_every_steps=0 is out of range"),
+    (dict(eval_every_epochs=0.0), r"eval_every_epochs=0.0 is out of range"),
+    (dict(checkpoint_every_steps=-1), r"checkpoint_every_steps=-1 is out"),
+    (dict(max_to_keep=0), r"max_to_keep=0 is out of range"),
+    (dict(dataset=dict(image_size=0)), r"dataset.image_size=0 is out of"),
+    (
+      dict(dataset=dict(max_train_examples=-5)),
+      r"dataset.max_train_examples=-5 is out of range",
+    ),
+    (
+      dict(dataset=dict(value_range=(1.0, -1.0))),
+      r"dataset.value_range=\(1.0, -1.0\) is out of range",
+    ),
+    (dict(augment=dict(cutout_size=-2)), r"augment.cutout_size=-2 is out"),
+    (
+      dict(augment=dict(randaugment_magnitude=11.0)),
+      r"augment.randaugment_magnitude=11.0 is out of range",
+    ),
   ],
 )
 def test_bad_config_is_rejected_with_a_fix(overrides, expected):
   with pytest.raises(UserError, match=expected):
     config_lib.validate(_smoke(**overrides))
+
+
+@pytest.mark.parametrize(
+  "overrides, expected",
+  [
+    (dict(seq_len=0), r"seq_len=0 is out of range"),
+    (dict(b1=-0.5), r"b1=-0.5 is out of range"),
+    (dict(dataset=dict(tokenizer="bpe")), r"dataset.tokenizer='bpe' is out"),
+    (dict(dataset=dict(eval_fraction=1.0)), r"eval_fraction=1.0 is out of"),
+    (dict(dataset=dict(vocab_size=3)), r"dataset.vocab_size=3 is out of"),
+    (dict(model=dict(num_heads=3)), "num_heads=3 must divide model.width"),
+  ],
+)
+def test_bad_language_model_config_is_rejected_with_a_fix(overrides, expected):
+  config = tiny_shakespeare.get_config("smoke")
+  config.update(overrides)
+  with pytest.raises(UserError, match=expected):
+    config_lib.validate(config)
 
 
 def test_mimetic_with_both_pairs_disabled_is_rejected():
@@ -367,7 +352,7 @@ def test_mimetic_strength_must_be_a_pair():
 
 @pytest.mark.e2e
 def test_batch_larger_than_training_set_is_rejected(image_folder, tmp_path):
-  result = _run(
+  result = run_main(
     tmp_path,
     f"--config.dataset.path={image_folder}",
     f"--config.dataset.data_dir={tmp_path / 'tfds'}",
@@ -381,10 +366,10 @@ def test_batch_larger_than_training_set_is_rejected(image_folder, tmp_path):
 
 @pytest.mark.e2e
 def test_command_line_errors(tmp_path):
-  typo = _run(tmp_path, "--config.lerning_rate=1", check=False)
+  typo = run_main(tmp_path, "--config.lerning_rate=1", check=False)
   assert typo.returncode != 0 and "Traceback" not in typo.stderr
   assert 'Did you mean "learning_rate"' in typo.stderr
-  missing = _run(
+  missing = run_main(
     tmp_path, f"--config.dataset.path={tmp_path / 'nowhere'}", check=False
   )
   assert missing.returncode != 0
