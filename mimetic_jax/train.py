@@ -87,7 +87,6 @@ def train_and_evaluate(
 ) -> dict[str, float]:
   """Trains and evaluates; returns the final eval metrics."""
   config_lib.validate(config)
-  os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
   log = metric_logging.log if is_main else (lambda message: None)
   saved_config = workdir_lib.saved_config(workdir)
@@ -95,7 +94,7 @@ def train_and_evaluate(
     workdir_lib.config_changes(saved_config, config) if saved_config else []
   )
   if is_main:
-    workdir_lib.save_config(workdir, config)
+    workdir_lib.save_config(workdir, config)  # Also checks it is writable.
   num_devices = jax.device_count()
   mesh = jax.make_mesh((num_devices,), (steps.AXIS,))
   task = tasks.get_task(config)

@@ -34,9 +34,18 @@ def default_workdir(config_path: str, config: ml_collections.ConfigDict) -> str:
 
 
 def save_config(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Writes the resolved config as `workdir/config.json`."""
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  """Writes the resolved config as `workdir/config.json` (creating the
+  workdir); a workdir that cannot be written is a `UserError`."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  except OSError as e:
+    raise UserError(
+      f"Cannot write to the workdir {workdir} ({e.strerror or e}: "
+      f"{e.filename or workdir}). It holds the run's config, checkpoints "
+      "and metrics: pass a --workdir on a writable disk with free space."
+    ) from None
 
 
 def load_config(workdir: str, *, hint: str = "") -> ml_collections.ConfigDict:
@@ -53,7 +62,14 @@ def load_config(workdir: str, *, hint: str = "") -> ml_collections.ConfigDict:
       f"checkpoints/ as it trains. {hint}".rstrip()
     )
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    try:
+      return ml_collections.ConfigDict(json.load(f))
+    except json.JSONDecodeError as e:
+      raise UserError(
+        f"{path} is not valid JSON ({e}); it was damaged after main.py "
+        "wrote it. Restore it from the run's command line (rerunning "
+        "main.py with the same flags rewrites it) or from a backup."
+      ) from None
 
 
 def saved_config(workdir: str) -> ml_collections.ConfigDict | None:

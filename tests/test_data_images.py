@@ -334,6 +334,21 @@ def test_file_that_is_not_an_image(tree, data_dir):
     image_source.get_builder(_config(data_dir, folder))
 
 
+def test_truncated_archive(tree, data_dir, tmp_path):
+  whole = _archive(tree[0]).read_bytes()
+  truncated = tmp_path / "truncated.tar.gz"
+  truncated.write_bytes(whole[: len(whole) // 2])
+  with pytest.raises(UserError, match=r"truncated.tar.gz cannot be read to"):
+    image_source.get_builder(_config(data_dir, truncated))
+
+
+def test_unknown_tfds_name(data_dir):
+  config = _config(data_dir)
+  config.name = "cifar11"
+  with pytest.raises(UserError, match=r"dataset.name='cifar11' is not a tfds"):
+    image_source.get_builder(config)
+
+
 @pytest.fixture
 def no_download(monkeypatch):
   """Fails the test if tfds tries to download."""

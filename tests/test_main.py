@@ -21,6 +21,7 @@ import pytest
 
 from configs import cifar10, tiny_shakespeare
 from mimetic_jax import config as config_lib
+from mimetic_jax import train
 from mimetic_jax.errors import UserError
 from mimetic_jax.models.init import parse_strength
 
@@ -333,6 +334,19 @@ def test_bad_language_model_config_is_rejected_with_a_fix(overrides, expected):
   config.update(overrides)
   with pytest.raises(UserError, match=expected):
     config_lib.validate(config)
+
+
+def test_unwritable_workdir_is_rejected_before_loading_data(tmp_path):
+  not_a_folder = tmp_path / "a_file"
+  not_a_folder.write_text("")
+  with pytest.raises(UserError, match="Cannot write to the workdir"):
+    train.train_and_evaluate(_smoke(), str(not_a_folder / "run"))
+
+
+def test_damaged_config_json_is_explained(tmp_path):
+  (tmp_path / "config.json").write_text('{"model": ')
+  with pytest.raises(UserError, match="config.json is not valid JSON"):
+    train.train_and_evaluate(_smoke(), str(tmp_path))
 
 
 def test_mimetic_with_both_pairs_disabled_is_rejected():

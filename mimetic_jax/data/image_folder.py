@@ -37,6 +37,7 @@ Examples are written in tfds's usual key-hash order (classes interleaved), so
 """
 
 from collections.abc import Iterator, Mapping
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -45,6 +46,7 @@ import pathlib
 import posixpath
 import re
 import tarfile
+import zlib
 
 import tensorflow_datasets as tfds
 
@@ -87,10 +89,25 @@ class SourceLayout:
   images: Mapping[str, tuple[tuple[str, str], ...]]
 
 
+@contextlib.contextmanager
+def _readable_archive(source: pathlib.Path) -> Iterator[None]:
+  """Turns a damaged or truncated archive, found while streaming it, into a
+  `UserError`."""
+  try:
+    yield
+  except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+    raise UserError(
+      f"The archive {source} cannot be read to the end ({type(e).__name__}: "
+      f"{e}): it is truncated or damaged, e.g. by an interrupted download "
+      "or copy. Fetch or copy it again (`tar -tzf` lists it when it is "
+      "whole), or point dataset.path at the extracted folder."
+    ) from None
+
+
 def _iter_entries(source: pathlib.Path) -> Iterator[tuple[str, bool]]:
   """Yields `(posix path relative to source, is_dir)` for dirs and files."""
   if is_archive(source):
-    with tarfile.open(source, "r|*") as tar:
+    with _readable_archive(source), tarfile.open(source, "r|*") as tar:
       for member in tar:
         if member.isdir() or member.isfile():
           yield posixpath.normpath(member.name), member.isdir()
@@ -292,7 +309,7 @@ def _read_archive_images(
 ) -> Iterator[tuple[str, bytes]]:
   """Yields `(file_name, bytes)` for the archive members named in the set."""
   prefix = f"{root}/" if root else ""
-  with tarfile.open(source, "r|*") as tar:
+  with _readable_archive(source), tarfile.open(source, "r|*") as tar:
     for member in tar:
       name = posixpath.normpath(member.name).lstrip("/")
       if member.isfile() and name.removeprefix(prefix) in file_names:

@@ -136,7 +136,15 @@ def get_builder(
       dataset_config.path, data_dir=data_dir
     )
   else:
-    builder = tfds.builder(dataset_config.name, data_dir=data_dir)
+    try:
+      builder = tfds.builder(dataset_config.name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+      raise UserError(
+        f"dataset.name={dataset_config.name!r} is not a tfds dataset. Use "
+        "a tfds image-classification dataset (e.g. cifar10, cifar100, "
+        "svhn_cropped, imagenet2012; `tfds.list_builders()` lists all), or "
+        "set dataset.path to a folder or .tar.gz of class-subfolder images."
+      ) from None
   _ensure_prepared(builder)
   _check_features(builder)
   return builder
