@@ -64,3 +64,42 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       sys.exit(f"Error: {message}")
 
   app.run(main_reporting_user_errors, flags_parser=parse_flags)
+
+
+def initialize_distributed(
+  coordinator_address: str | None,
+  num_processes: int | None,
+  process_id: int | None,
+) -> None:
+  """Starts JAX's distributed runtime for a run as several processes.
+
+  With the three flags, `jax.distributed.initialize` gets them (process 0
+  serves at `coordinator_address`, HOST:PORT). Without them, on a Cloud TPU
+  VM (libtpu installed) JAX finds its hosts itself, as
+  `jax.distributed.initialize()` does; elsewhere the run is one process.
+  Must run before anything asks JAX for its devices.
+  """
+  given = (coordinator_address, num_processes, process_id)
+  if all(value is None for value in given):
+    import importlib.util  # pylint: disable=g-import-not-at-top
+
+    if importlib.util.find_spec("libtpu") is not None:
+      import jax  # pylint: disable=g-import-not-at-top
+
+      jax.distributed.initialize()
+    return
+  if any(value is None for value in given):
+    raise UserError(
+      "--coordinator_address, --num_processes and --process_id go together "
+      f"(got {coordinator_address!r}, {num_processes!r}, {process_id!r}): "
+      "start every process with the same address (HOST:PORT of process 0) "
+      "and count, and its own id in 0 .. num_processes - 1."
+    )
+  if num_processes < 1 or not 0 <= process_id < num_processes:
+    raise UserError(
+      f"--process_id={process_id} must be in 0 .. --num_processes - 1 "
+      f"(--num_processes={num_processes})."
+    )
+  import jax  # pylint: disable=g-import-not-at-top
+
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)

@@ -17,6 +17,7 @@ import time
 
 import flax.linen as nn
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import optax
 
@@ -64,6 +65,26 @@ def _finished_metrics(workdir: str, step: int) -> dict[str, float] | None:
   return metrics if metrics.get("step") == step else None
 
 
+def _load_data_in_turn(
+  config: ml_collections.ConfigDict, workdir: str
+) -> data_lib.Dataset:
+  """This process's share of the data. With several processes, process 0
+  loads first (preparing the dataset or tokenizer on first use) and the
+  others wait for it, so that no two write the same files."""
+  first = jax.process_index() == 0
+  if jax.process_count() > 1 and not first:
+    multihost_utils.sync_global_devices("process 0 has prepared the data")
+  dataset = data_lib.load(
+    config,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    workdir=workdir,
+  )
+  if jax.process_count() > 1 and first:
+    multihost_utils.sync_global_devices("process 0 has prepared the data")
+  return dataset
+
+
 def state_initializer(
   config: ml_collections.ConfigDict,
   model: nn.Module,
@@ -100,12 +121,7 @@ def train_and_evaluate(
   task = tasks.get_task(config)
 
   start = time.perf_counter()
-  dataset = data_lib.load(
-    config,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-    workdir=workdir,
-  )
+  dataset = _load_data_in_turn(config, workdir)
   load_seconds = time.perf_counter() - start
   info = dataset.info
   model = factory.make_model(config, info)
