@@ -65,3 +65,24 @@ def test_train_step_benchmark_refuses_a_language_model():
     train_step.benchmark(
       tiny_shakespeare.get_config("smoke"), steps=1, repeats=1, torch=False
     )
+
+
+@pytest.mark.e2e
+def test_profile_step_prints_the_time_per_op(tmp_path):
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "benchmarks.profile_step",
+      "--config=configs/cifar10.py:smoke",
+      "--steps=1",
+      f"--trace_dir={tmp_path}",
+    ],
+    cwd=REPO_ROOT,
+    check=True,
+    capture_output=True,
+    text=True,
+  )
+  assert "By kind of kernel" in result.stdout
+  assert "block_*/attention" in result.stdout  # Ops traced to model code.
+  assert list(tmp_path.rglob("perfetto_trace.json.gz"))
