@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from configs import cifar10, tiny_shakespeare
+from mimetic_jax import cli, train
 from mimetic_jax import config as config_lib
-from mimetic_jax import train
 from mimetic_jax.errors import UserError
 from mimetic_jax.models.init import parse_strength
 
@@ -347,6 +347,20 @@ def test_damaged_config_json_is_explained(tmp_path):
   (tmp_path / "config.json").write_text('{"model": ')
   with pytest.raises(UserError, match="config.json is not valid JSON"):
     train.train_and_evaluate(_smoke(), str(tmp_path))
+
+
+@pytest.mark.parametrize(
+  "address, count, index, expected",
+  [
+    (None, 2, None, "go together"),
+    ("localhost:1234", None, 0, "go together"),
+    ("localhost:1234", 2, 2, r"--process_id=2 must be in 0 \.\. "),
+    ("localhost:1234", 0, 0, "must be in 0"),
+  ],
+)
+def test_distributed_flags_are_checked(address, count, index, expected):
+  with pytest.raises(UserError, match=expected):
+    cli.initialize_distributed(address, count, index)
 
 
 def test_mimetic_with_both_pairs_disabled_is_rejected():
