@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from mimetic_jax.errors import UserError
@@ -173,11 +174,14 @@ class Checkpointer:
       target = os.path.join(self.unreadable_directory, str(step))
       if os.path.exists(target):
         target += f".{int(time.time())}"
-      shutil.move(os.path.join(self.directory, str(step)), target)
+      if jax.process_index() == 0:  # One process moves the shared files.
+        shutil.move(os.path.join(self.directory, str(step)), target)
       warn(
         f"Warning: the checkpoint of step {step} could not be read "
         f"({reason}); moved it to {target}."
       )
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("unreadable checkpoints moved")
     self._manager.close()
     self._manager = ocp.CheckpointManager(self.directory, options=self._options)
 

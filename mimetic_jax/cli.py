@@ -9,7 +9,7 @@ and a non-zero exit instead of a traceback.
 from collections.abc import Callable, Sequence
 import sys
 
-from absl import app
+from absl import app, flags
 
 from mimetic_jax.errors import UserError
 
@@ -18,7 +18,12 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a one-paragraph error for a `--config.KEY`
   override that names no key of the config."""
   try:
-    return app.parse_flags_with_usage(argv)
+    return flags.FLAGS(argv)
+  except flags.Error as e:  # absl's own parsing errors, and config files'.
+    sys.exit(
+      f"Error: {_without_traceback(str(e))}\nPass --helpshort or --helpfull "
+      "to see help on flags."
+    )
   except (KeyError, AttributeError) as e:  # What ml_collections raises.
     reason = e
     while isinstance(reason, BaseException) and reason.args:  # Unwrap.
@@ -31,6 +36,29 @@ def parse_flags(argv: list[str]) -> list[str]:
       "examples=1000); check the spelling against the config file, and "
       "configs/image_base.py or configs/lm_base.py for the shared keys."
     )
+
+
+def _without_traceback(message: str) -> str:
+  """A flag error whose text embeds a traceback (ml_collections formats the
+  config file's exception that way) -> its first and last lines."""
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  if not any(line.startswith("Traceback (most recent") for line in lines):
+    return message
+  return f"{lines[0]} {lines[-1]}"
+
+
+def _config_file_message(error: OSError) -> str | None:
+  """The message for a `--config` file that cannot be loaded (which
+  ml_collections reports lazily, as an OSError), else None."""
+  text = str(error)
+  if "Failed loading config file" not in (text.splitlines() or [""])[0]:
+    return None
+  tried = [line.strip() for line in text.splitlines()[1:] if line.strip()]
+  return (
+    f"cannot load the --config file ({' '.join(tried)}). Pass the path of "
+    "a config file, relative to the current folder or absolute, e.g. "
+    "--config configs/cifar10.py:smoke."
+  )
 
 
 def _out_of_memory_message(error: Exception) -> str | None:
@@ -57,6 +85,11 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
       main(argv)
     except UserError as e:
       sys.exit(f"Error: {e}")
+    except OSError as e:
+      message = _config_file_message(e)
+      if message is None:
+        raise
+      sys.exit(f"Error: {message}")
     except Exception as e:  # pylint: disable=broad-except
       message = _out_of_memory_message(e)
       if message is None:

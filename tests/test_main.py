@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 
 import jax
 import ml_collections
@@ -404,3 +405,28 @@ def test_command_line_errors(tmp_path):
   assert str(tmp_path / "nowhere") in missing.stderr
   assert "Traceback" not in missing.stderr
   assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+  "args, expected",
+  [
+    (["--config", "configs/cifar10.py:huge"], "Unknown preset 'huge'"),
+    (["--config", "configs/nosuch.py"], "cannot load the --config file"),
+    (
+      ["--config", "configs/cifar10.py:smoke", "--config.batch_size=abc"],
+      "--config.batch_size=abc: invalid literal",
+    ),
+  ],
+)
+def test_config_flag_errors_are_one_paragraph(args, expected, tmp_path):
+  result = subprocess.run(
+    [sys.executable, "main.py", *args, f"--workdir={tmp_path}"],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 1
+  assert expected in result.stderr
+  assert "Traceback" not in result.stderr
