@@ -59,10 +59,10 @@ class Checkpointer:
 
   Saves are asynchronous and atomic (orbax writes into a temporary folder
   and renames it when complete), so a crash or `kill -9` at any moment
-  leaves the earlier checkpoints intact; leftover temporary folders are
-  removed on the next start. A failed write (disk full, read-only disk)
-  stops the run with a `UserError` saying which checkpoint is the latest
-  complete one.
+  leaves the earlier checkpoints intact; the temporary folders of
+  unfinished saves are removed on the next start. A failed write (disk
+  full, read-only disk) stops the run with a `UserError` saying which
+  checkpoint is the latest complete one.
   """
 
   def __init__(self, workdir: str, *, every_steps: int, max_to_keep: int):
@@ -72,12 +72,23 @@ class Checkpointer:
     )
     self._every = every_steps
     self._options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
+      max_to_keep=max_to_keep, create=True
     )
     with self._writing("create the checkpoint folder"):
+      self._remove_unfinished_saves()
       self._manager = ocp.CheckpointManager(
         self.directory, options=self._options
       )
+
+  def _remove_unfinished_saves(self) -> None:
+    """Deletes the temporary folders of saves that never completed (a crash
+    or kill -9 in the middle of a write); complete checkpoints stay. Done
+    here rather than by orbax's `cleanup_tmp_directories`, whose background
+    thread fails noisily when the process exits soon after."""
+    if jax.process_index() != 0 or not os.path.isdir(self.directory):
+      return
+    for name in ocp.path.step.tmp_checkpoints(self.directory):
+      shutil.rmtree(os.path.join(self.directory, name))
 
   @property
   def latest_step(self) -> int | None:
