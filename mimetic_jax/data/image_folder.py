@@ -40,6 +40,7 @@ from collections.abc import Iterator, Mapping
 import contextlib
 import dataclasses
 import functools
+import gzip
 import hashlib
 import os
 import pathlib
@@ -90,11 +91,19 @@ class SourceLayout:
 
 
 @contextlib.contextmanager
-def _readable_archive(source: pathlib.Path) -> Iterator[None]:
-  """Turns a damaged or truncated archive, found while streaming it, into a
-  `UserError`."""
+def _open_archive(source: pathlib.Path) -> Iterator[tarfile.TarFile]:
+  """`source` as a tar stream, read member by member; a truncated or damaged
+  archive, found while streaming it, is a `UserError`. Gzip archives are
+  decompressed by `gzip`, which reports a truncated file (tarfile's own
+  stream mode stops silently at one on Python 3.13)."""
   try:
-    yield
+    with open(source, "rb") as raw:
+      is_gzip = raw.read(2) == b"\x1f\x8b"
+    with (
+      gzip.open(source) if is_gzip else open(source, "rb") as stream,
+      tarfile.open(fileobj=stream, mode="r|") as tar,
+    ):
+      yield tar
   except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
     raise UserError(
       f"The archive {source} cannot be read to the end ({type(e).__name__}: "
@@ -107,7 +116,7 @@ def _readable_archive(source: pathlib.Path) -> Iterator[None]:
 def _iter_entries(source: pathlib.Path) -> Iterator[tuple[str, bool]]:
   """Yields `(posix path relative to source, is_dir)` for dirs and files."""
   if is_archive(source):
-    with _readable_archive(source), tarfile.open(source, "r|*") as tar:
+    with _open_archive(source) as tar:
       for member in tar:
         if member.isdir() or member.isfile():
           yield posixpath.normpath(member.name), member.isdir()
@@ -309,7 +318,7 @@ def _read_archive_images(
 ) -> Iterator[tuple[str, bytes]]:
   """Yields `(file_name, bytes)` for the archive members named in the set."""
   prefix = f"{root}/" if root else ""
-  with _readable_archive(source), tarfile.open(source, "r|*") as tar:
+  with _open_archive(source) as tar:
     for member in tar:
       name = posixpath.normpath(member.name).lstrip("/")
       if member.isfile() and name.removeprefix(prefix) in file_names:
