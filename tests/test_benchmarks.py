@@ -1,13 +1,12 @@
 """The benchmark scripts run and report every field they promise."""
 
 import json
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+from main_runs import REPO_ROOT
 
 TRAIN_STEP_FIELDS = (
   "project_img_per_s",
